@@ -1,0 +1,1 @@
+"""Benchmarks behind `accord bench`: each prints one JSON line comparing against a floor."""

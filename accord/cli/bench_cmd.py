@@ -1,0 +1,104 @@
+"""`accord bench`: measurements that print one JSON object on the last line of stdout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from accord.errors import ConfigError
+
+app = typer.Typer(help="Benchmarks; each prints one JSON line last.", no_args_is_help=True)
+
+
+def emit(result: dict[str, object]) -> None:
+    print(json.dumps(result, sort_keys=True), flush=True)
+
+
+@app.command("ledger")
+def ledger(
+    entries: int = typer.Option(20_000, "--entries", help="Entries to append."),
+    clients: int = typer.Option(16, "--clients", help="Concurrent gRPC clients."),
+    db: str | None = typer.Option(
+        None, "--db", help="Database URL (default: a fresh SQLite file)."
+    ),
+) -> None:
+    """Durable ledger appends vs plain inserts into the same database; proof and verify times."""
+    if entries < 1 or clients < 1:
+        raise ConfigError("--entries and --clients must be positive")
+    console = Console(stderr=True)
+    with Progress(console=console) as progress:
+        from accord.bench.ledger import run_ledger_bench  # heavy imports only when used
+
+        result = run_ledger_bench(entries, clients, db, progress)
+    emit(result.as_json())
+
+
+@app.command("psi")
+def psi(n: int = typer.Option(100_000, "--n", help="Customers at each of the two nodes.")) -> None:
+    """Accord's PSI alignment between two node processes vs openmined-psi on the same sets."""
+    console = Console(stderr=True)
+    with Progress(console=console) as progress:
+        from accord.bench.psi import run_psi_bench
+
+        result = run_psi_bench(n, progress)
+    emit(result.as_json())
+
+
+@app.command("train")
+def train(
+    scenario: str = typer.Option("uci-credit", "--scenario", help="uci-credit"),
+    coverage: str = typer.Option("full", "--coverage", help="full or realistic"),
+    seed: int = typer.Option(0, "--seed"),
+    source: Path = typer.Option(
+        Path("../shared/data/uci_credit_card/UCI_Credit_Card.csv"),
+        "--source",
+        help="The real UCI file.",
+    ),
+) -> None:
+    """Federated (Flower) vs centralized vs single-channel trust models on DESIGN.md's split."""
+    if scenario != "uci-credit":
+        raise ConfigError("--scenario must be uci-credit (cdnow is `accord bench ltv`)")
+    if coverage not in ("full", "realistic"):
+        raise ConfigError("--coverage must be full or realistic")
+    if not source.exists():
+        raise ConfigError(f"{source} does not exist: give the UCI file with --source")
+    from accord.bench.train import run_train_bench
+
+    emit(run_train_bench(source, coverage, seed))  # type: ignore[arg-type]
+
+
+@app.command("score")
+def score(
+    requests: int = typer.Option(2000, "--requests", help="Scoring requests to send."),
+    concurrency: int = typer.Option(16, "--concurrency", help="Concurrent touchpoints."),
+) -> None:
+    """End-to-end scoring latency (credential, fan-out, masked sum) vs a no-work fan-out."""
+    if requests < 1 or concurrency < 1:
+        raise ConfigError("--requests and --concurrency must be positive")
+    from accord.bench.score import run_score_bench
+
+    with Progress(console=Console(stderr=True)) as progress:
+        emit(run_score_bench(requests, concurrency, progress))
+
+
+@app.command("ltv")
+def ltv(
+    scenario: str = typer.Option("cdnow", "--scenario", help="cdnow"),
+    source: Path = typer.Option(
+        Path("../shared/data/cdnow/CDNOW_master.txt"), "--source", help="The CDNOW transaction log."
+    ),
+    chart: Path = typer.Option(Path("ltv-deciles.png"), "--chart", help="Decile chart (PNG)."),
+) -> None:
+    """Split-learning LTV (ZILN head) vs BG/NBD + Gamma-Gamma on the CDNOW omnichannel split."""
+    if scenario != "cdnow":
+        raise ConfigError("--scenario must be cdnow (uci-credit is `accord bench train`)")
+    if not source.exists():
+        raise ConfigError(f"{source} does not exist: give CDNOW_master.txt with --source")
+    from accord.scoring.ltv.experiment import run_ltv_experiment
+
+    result = run_ltv_experiment(data_path=source, chart_path=chart)
+    emit(result.as_dict())

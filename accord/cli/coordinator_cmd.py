@@ -1,0 +1,24 @@
+"""`accord coordinator`: run the coordinator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)
+
+
+@app.command("serve")
+def serve(
+    data_dir: Path = typer.Option(Path("coordinator-data"), "--data-dir", help="State folder."),
+    pki: Path = typer.Option(..., "--pki", help="The coordinator's folder from `accord pki init`."),
+    listen: str = typer.Option("127.0.0.1:50051", "--listen", help="host:port (port 0: any)."),
+    db: str | None = typer.Option(
+        None, "--db", help="Database URL (default: SQLite in --data-dir)."
+    ),
+) -> None:
+    """Serve the registry (and later ledger, alignment, scoring) until SIGTERM."""
+    from accord.coordinator.app import CoordinatorConfig, run_coordinator
+
+    run_coordinator(CoordinatorConfig(data_dir=data_dir, pki_dir=pki, listen=listen, db_url=db))

@@ -1,0 +1,94 @@
+"""`accord node`: run a node and manage its local data."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from accord.data.channel_file import read_channel_table
+from accord.errors import InvalidInput
+from accord.node import store
+from accord.store.engine import make_engine, sqlite_url
+from accord.store.migrate import upgrade
+
+app = typer.Typer(help="Run a node and manage its local data.", no_args_is_help=True)
+
+
+@app.command("serve")
+def serve(
+    channel: str = typer.Option(..., "--channel", help="This node's channel name."),
+    role: str = typer.Option("feature", "--role", help="feature or label."),
+    data_dir: Path = typer.Option(..., "--data-dir", help="The node's state folder."),
+    pki: Path = typer.Option(..., "--pki", help="This party's folder from `accord pki init`."),
+    coordinator: str = typer.Option("127.0.0.1:50051", "--coordinator", help="host:port."),
+    listen: str = typer.Option("127.0.0.1:0", "--listen", help="host:port (port 0: any)."),
+    db: str | None = typer.Option(
+        None, "--db", help="Database URL (default: SQLite in --data-dir)."
+    ),
+) -> None:
+    """Serve the node, register with the coordinator, run until SIGTERM."""
+    from accord.node.app import NodeConfig, run_node
+
+    run_node(
+        NodeConfig(
+            channel=channel,
+            role=role,
+            data_dir=data_dir,
+            pki_dir=pki,
+            coordinator=coordinator,
+            listen=listen,
+            db_url=db,
+        )
+    )
+
+
+@app.command("import")
+def import_(
+    channel: str = typer.Option(..., "--channel", help="This node's channel name."),
+    data_dir: Path = typer.Option(..., "--data-dir", help="The node's state folder."),
+    file: Path = typer.Option(
+        ...,
+        "--file",
+        help="<channel>.csv with its .schema.json beside it, or a purchase log "
+        "<channel>.purchases.csv (then give --as-of).",
+    ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Purchase logs only: the cut-off day (YYYY-MM-DD) of the features the node derives.",
+    ),
+    db: str | None = typer.Option(
+        None, "--db", help="Database URL (default: SQLite in --data-dir)."
+    ),
+) -> None:
+    """Replace this node's customers with the rows of FILE (its own data only)."""
+    from accord.data.purchase_file import SUFFIX as PURCHASES_SUFFIX
+    from accord.data.purchase_file import read_purchase_log
+
+    purchases = file.name.endswith(PURCHASES_SUFFIX)
+    if purchases and as_of is None:
+        raise InvalidInput("a purchase log needs --as-of YYYY-MM-DD: the features' cut-off day")
+    if not purchases and as_of is not None:
+        raise InvalidInput(f"--as-of applies only to purchase logs (<channel>{PURCHASES_SUFFIX})")
+    engine = make_engine(db or sqlite_url(data_dir / "node.db"))
+    if purchases:
+        assert as_of is not None
+        try:
+            cut_off = dt.date.fromisoformat(as_of)
+        except ValueError as exc:
+            raise InvalidInput(f"--as-of {as_of!r} is not a day written YYYY-MM-DD") from exc
+        log = read_purchase_log(file)
+        upgrade(engine, "node")
+        count = store.import_purchases(engine, log, channel, cut_off)
+        Console().print(
+            f"imported {count} customers and {len(log.purchases)} purchases into {channel}; "
+            f"features derive from purchases up to {cut_off}"
+        )
+        return
+    table = read_channel_table(file)
+    upgrade(engine, "node")
+    count = store.import_table(engine, table, channel)
+    Console().print(f"imported {count} customers and {len(table.columns)} columns into {channel}")

@@ -1,0 +1,1 @@
+"""Scenario data: the seeded synthetic generator and loaders for the real data sets."""

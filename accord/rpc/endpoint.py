@@ -1,0 +1,41 @@
+"""The endpoint file: a party writes ``host:port`` into its data directory once it serves.
+
+Launchers (the demo, tests) wait for this file instead of guessing ports; port 0 can then be
+used everywhere, so parallel runs never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from accord.errors import Unavailable
+
+ENDPOINT_FILE = "endpoint"
+
+
+def write_endpoint(data_dir: Path, endpoint: str) -> None:
+    tmp = data_dir / f".{ENDPOINT_FILE}.tmp"
+    tmp.write_text(endpoint + "\n")
+    os.replace(tmp, data_dir / ENDPOINT_FILE)
+
+
+def clear_endpoint(data_dir: Path) -> None:
+    (data_dir / ENDPOINT_FILE).unlink(missing_ok=True)
+
+
+def wait_for_endpoint(data_dir: Path, timeout_s: float = 30.0) -> str:
+    path = data_dir / ENDPOINT_FILE
+    give_up = time.monotonic() + timeout_s
+    while time.monotonic() < give_up:
+        if path.exists():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise Unavailable(
+        f"no endpoint appeared in {path} within {timeout_s:.0f} s; see that party's log"
+    )
+
+
+def host_of(listen: str) -> str:
+    return listen.rsplit(":", 1)[0]

@@ -1,0 +1,1 @@
+"""Storage: engines for SQLite and PostgreSQL, and schema migrations."""

@@ -1,0 +1,1 @@
+"""The coordinator: registry, ledger, alignment, training, scoring and audit services."""

@@ -1,0 +1,114 @@
+"""The coordinator process: store, registry, publisher and gRPC server, wired together."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from accord.coordinator.alignment import AlignmentOrchestrator
+from accord.coordinator.blocking import RowBlocker
+from accord.coordinator.ledger.log import Ledger
+from accord.coordinator.policy import load_policy
+from accord.coordinator.publisher import RegistryPublisher
+from accord.coordinator.registry import NodeRegistry
+from accord.coordinator.scoring import ScoringService
+from accord.coordinator.server import registrar
+from accord.pki_layout import load_coordinator_signer
+from accord.rpc.endpoint import clear_endpoint, host_of, write_endpoint
+from accord.rpc.server import RunningServer, create_server, serve_until_signalled
+from accord.rpc.tls import PartyCredentials
+from accord.store.engine import make_engine, sqlite_url
+from accord.store.migrate import upgrade
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    data_dir: Path
+    pki_dir: Path
+    listen: str = "127.0.0.1:50051"
+    db_url: str | None = None
+    # Where the log is also written in the C2SP tlog-tiles layout; None: data_dir/tiles.
+    tiles: Path | None = None
+    checkpoint_interval_s: float = 0.5
+
+    def database(self) -> str:
+        return self.db_url or sqlite_url(self.data_dir / "coordinator.db")
+
+    def policy_file(self) -> Path | None:
+        """``<data dir>/policy.toml`` if the operator put one there; else the seed policy."""
+        path = self.data_dir / "policy.toml"
+        return path if path.exists() else None
+
+    def tiles_dir(self) -> Path:
+        return self.tiles or self.data_dir / "tiles"
+
+
+@dataclass
+class Coordinator:
+    config: CoordinatorConfig
+    server: RunningServer
+    registry: NodeRegistry
+    publisher: RegistryPublisher
+    ledger: Ledger
+
+    @property
+    def endpoint(self) -> str:
+        return f"{host_of(self.config.listen)}:{self.server.port}"
+
+    def stop(self) -> None:
+        clear_endpoint(self.config.data_dir)
+        self.server.stop()
+        self.publisher.stop()
+        self.ledger.stop()
+
+
+def start_coordinator(config: CoordinatorConfig) -> Coordinator:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    credentials = PartyCredentials.load(config.pki_dir)
+    signer = load_coordinator_signer(config.pki_dir)
+    engine = make_engine(config.database())
+    upgrade(engine, "coordinator")
+    registry = NodeRegistry(engine, signer)
+    publisher = RegistryPublisher(registry, credentials)
+    ledger = Ledger(
+        engine,
+        signer,
+        tiles_dir=config.tiles_dir(),
+        checkpoint_interval_s=config.checkpoint_interval_s,
+    )
+    ledger.start()
+    alignment = AlignmentOrchestrator(engine, ledger, signer, credentials, registry.view)
+    blocker = RowBlocker(engine, credentials, registry.view)
+    scoring = ScoringService(
+        engine, ledger, signer, credentials, registry.view, load_policy(config.policy_file())
+    )
+    scoring.record_policy()
+    server = create_server(
+        config.listen,
+        credentials,
+        registrar(registry, ledger, alignment, blocker, publisher.notify, scoring),
+    )
+    publisher.start()
+    coordinator = Coordinator(config, server, registry, publisher, ledger)
+    write_endpoint(config.data_dir, coordinator.endpoint)
+    log.info("coordinator serving", endpoint=coordinator.endpoint, key=signer.verifier.encode())
+    return coordinator
+
+
+def _load_models_library() -> None:
+    """Import torch and the model store off the start-up path, before a score needs them."""
+    import accord.coordinator.model_store
+    import accord.scoring.ziln  # noqa: F401
+
+
+def run_coordinator(config: CoordinatorConfig) -> None:
+    coordinator = start_coordinator(config)
+    # not a daemon: a process asked to stop while torch is still loading waits for the import
+    # to finish (a daemon thread importing C extensions at interpreter exit aborts it)
+    threading.Thread(target=_load_models_library, name="warm-up", daemon=False).start()
+    serve_until_signalled(coordinator.server, on_stop=coordinator.stop)

@@ -1,0 +1,71 @@
+"""gRPC servicer for accord.v1.Scoring (marketers' touchpoints): decode, call, encode."""
+
+from __future__ import annotations
+
+import grpc
+
+from accord.coordinator.scoring import ScoringService
+from accord.errors import InvalidInput
+from accord.proto.v1 import scoring_pb2, scoring_pb2_grpc
+from accord.registry import reject_unknown_fields
+
+MAX_PRESENTATIONS = 16
+
+
+class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
+    def __init__(self, service: ScoringService) -> None:
+        self._service = service
+
+    def Begin(
+        self, request: scoring_pb2.BeginRequest, context: grpc.ServicerContext
+    ) -> scoring_pb2.BeginResponse:
+        reject_unknown_fields(request, "request")
+        pending, credential, refusal = self._service.begin(
+            request.touchpoint, request.subject, request.purpose, request.holder_jwk
+        )
+        if pending is None:
+            return scoring_pb2.BeginResponse(refusal=refusal)
+        return scoring_pb2.BeginResponse(
+            request_id=pending.request_id, credential=credential, nodes=list(pending.nodes)
+        )
+
+    def Score(
+        self, request: scoring_pb2.ScoreRequest, context: grpc.ServicerContext
+    ) -> scoring_pb2.ScoreResponse:
+        reject_unknown_fields(request, "request")
+        if len(request.presentations) > MAX_PRESENTATIONS:
+            raise InvalidInput(f"at most {MAX_PRESENTATIONS} presentations")
+        presentations = {p.node: p.sd_jwt for p in request.presentations}
+        if len(presentations) != len(request.presentations):
+            raise InvalidInput("one presentation per node")
+        answer = self._service.score(request.request_id, presentations)
+        return scoring_pb2.ScoreResponse(
+            request_id=answer.request_id,
+            scored=answer.scored,
+            **({"trust": answer.trust} if answer.trust is not None else {}),
+            action=answer.action,
+            policy_version=answer.policy_version,
+            sources=answer.sources,
+            confidence=answer.confidence,
+            explanation=answer.explanation,
+            receipt=scoring_pb2.Receipt(
+                use_indexes=answer.use_indexes, checkpoint=answer.checkpoint
+            ),
+            model=answer.model,
+            **(
+                {"ltv": answer.ltv[0], "ltv_low": answer.ltv[1], "ltv_high": answer.ltv[2]}
+                if answer.ltv is not None
+                else {}
+            ),
+        )
+
+    def Probe(
+        self, request: scoring_pb2.ProbeRequest, context: grpc.ServicerContext
+    ) -> scoring_pb2.ProbeResponse:
+        return scoring_pb2.ProbeResponse(nodes=self._service.probe())
+
+
+def add_scoring(server: grpc.Server, service: ScoringService) -> str:
+    scoring_pb2_grpc.add_ScoringServicer_to_server(ScoringServicer(service), server)
+    name: str = scoring_pb2.DESCRIPTOR.services_by_name["Scoring"].full_name
+    return name

@@ -1,0 +1,21 @@
+"""Exceptions raised by :mod:`accord.crypto`."""
+
+from __future__ import annotations
+
+from accord.errors import AccordError, InvalidInput
+
+
+class CryptoError(AccordError):
+    """Base class of every error raised by :mod:`accord.crypto`."""
+
+
+class MalformedInput(CryptoError, InvalidInput):
+    """Bytes or text that cannot be parsed as the expected structure."""
+
+
+class VerificationError(CryptoError, InvalidInput):
+    """A signature, proof or binding did not verify.
+
+    The message says which check failed; callers facing an untrusted peer may choose to
+    report one generic failure outward and keep this message for their own log.
+    """

@@ -1,0 +1,173 @@
+"""The node process: keys, store, server, then registration with the coordinator."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import structlog
+
+from accord.errors import ConfigError, Unavailable
+from accord.node.alignment import NodeAlignment
+from accord.node.alignment_server import NodeAlignmentServicer
+from accord.node.consent import ConsentBook
+from accord.node.consent_server import ConsentServicer
+from accord.node.gate import ConsentGate
+from accord.node.keys import load_or_create_keys
+from accord.node.ledger_writer import LedgerWriter
+from accord.node.network_stop import NetworkStop
+from accord.node.scoring import ScoringParticipant
+from accord.node.scoring_server import NodeScoringServicer
+from accord.node.server import registrar
+from accord.node.service import Node
+from accord.node.witness import Witness
+from accord.pki_layout import COORDINATOR, load_coordinator_verifier
+from accord.proto.v1 import registry_pb2_grpc
+from accord.rpc.client import call_with_retry, describe_rpc_error
+from accord.rpc.endpoint import clear_endpoint, host_of, write_endpoint
+from accord.rpc.server import RunningServer, create_server, serve_until_signalled
+from accord.rpc.tls import PartyCredentials
+from accord.store.engine import make_engine, sqlite_url
+from accord.store.migrate import upgrade
+
+log = structlog.get_logger(__name__)
+
+REGISTER_DEADLINE_S = 60.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    channel: str
+    role: str
+    data_dir: Path
+    pki_dir: Path
+    coordinator: str = "127.0.0.1:50051"
+    listen: str = "127.0.0.1:0"
+    db_url: str | None = None
+
+    def database(self) -> str:
+        return self.db_url or sqlite_url(self.data_dir / "node.db")
+
+
+def open_node(config: NodeConfig) -> tuple[Node, PartyCredentials]:
+    """The node library over its store and keys, without serving (used by CLI commands too)."""
+    if config.role not in ("feature", "label"):
+        raise ConfigError(f"--role must be 'feature' or 'label', not {config.role!r}")
+    credentials = PartyCredentials.load(config.pki_dir)
+    if credentials.party != config.channel:
+        raise ConfigError(
+            f"{config.pki_dir} holds {credentials.party!r}'s certificate, not {config.channel!r}'s"
+        )
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.database())
+    upgrade(engine, "node")
+    node = Node(
+        engine,
+        channel=config.channel,
+        role=config.role,
+        keys=load_or_create_keys(config.data_dir, config.channel),
+        coordinator_key=load_coordinator_verifier(config.pki_dir),
+        coordinator_party=COORDINATOR,
+    )
+    return node, credentials
+
+
+@dataclass
+class RunningNode:
+    config: NodeConfig
+    node: Node
+    server: RunningServer
+    ledger: LedgerWriter
+    book: ConsentBook
+    gate: ConsentGate
+    alignment: NodeAlignment
+
+    @property
+    def endpoint(self) -> str:
+        return f"{host_of(self.config.listen)}:{self.server.port}"
+
+    def stop(self) -> None:
+        clear_endpoint(self.config.data_dir)
+        self.server.stop()
+        self.ledger.close()
+
+
+def register_with_coordinator(
+    node: Node, credentials: PartyCredentials, coordinator: str, endpoint: str
+) -> int:
+    """Register, verify the signed registry the coordinator answers with, and accept it."""
+    request = node.registration(endpoint, credentials.cert_pem)
+    with credentials.channel(coordinator, COORDINATOR) as channel:
+        stub = registry_pb2_grpc.RegistryStub(channel)
+        try:
+            reply = call_with_retry(
+                lambda: stub.Register(request, timeout=10), deadline_s=REGISTER_DEADLINE_S
+            )
+        except grpc.RpcError as err:
+            raise Unavailable(describe_rpc_error(err, f"coordinator at {coordinator}")) from err
+    return node.accept_registry(reply.registry, sender=COORDINATOR)
+
+
+def start_node(config: NodeConfig) -> RunningNode:
+    node, credentials = open_node(config)
+    node.descriptor("127.0.0.1:1", credentials.cert_pem)  # fail early if nothing was imported
+    ledger = LedgerWriter(credentials, config.coordinator, COORDINATOR)
+    gate = ConsentGate(node.engine, config.channel, ledger)
+    alignment = NodeAlignment(
+        node.engine, config.channel, config.role, gate, credentials, node.coordinator_key
+    )
+    network = NetworkStop(alignment, credentials, config.coordinator)
+    book = ConsentBook(node.engine, config.channel, ledger, on_revoked=network.revoked)
+    consent = ConsentServicer(book, ledger, node.coordinator_key)
+    alignment_servicer = NodeAlignmentServicer(alignment, COORDINATOR, node.is_registered)
+    server = create_server(
+        config.listen,
+        credentials,
+        registrar(
+            node,
+            consent,
+            alignment_servicer,
+            gate,
+            alignment,
+            Witness(node.engine, node.keys.identity, [node.coordinator_key]),
+            NodeScoringServicer(
+                ScoringParticipant(
+                    node.engine,
+                    config.channel,
+                    gate,
+                    alignment,
+                    node.keys.kx,
+                    None,
+                    node.coordinator_key,
+                    peers_source=node.feature_peers,
+                ),
+                COORDINATOR,
+            ),
+        ),
+    )
+    running = RunningNode(config, node, server, ledger, book, gate, alignment)
+    try:
+        version = register_with_coordinator(node, credentials, config.coordinator, running.endpoint)
+    except BaseException:
+        server.stop(grace=0)
+        raise
+    network.catch_up()
+    write_endpoint(config.data_dir, running.endpoint)
+    log.info("node serving", channel=config.channel, endpoint=running.endpoint, registry=version)
+    return running
+
+
+def _load_models_library() -> None:
+    """Import torch and the bottom models off the start-up path, before a request needs them
+    (a score's deadline is a second; importing torch takes longer on a small machine)."""
+    import accord.node.training  # noqa: F401
+
+
+def run_node(config: NodeConfig) -> None:
+    running = start_node(config)
+    # not a daemon: a process asked to stop while torch is still loading waits for the import
+    # to finish (a daemon thread importing C extensions at interpreter exit aborts it)
+    threading.Thread(target=_load_models_library, name="warm-up", daemon=False).start()
+    serve_until_signalled(running.server, on_stop=running.stop)

@@ -1,0 +1,188 @@
+"""The node's local store. Everything here stays inside the node's own domain."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, LargeBinary, UniqueConstraint
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+
+class NodeTable(SQLModel, registry=registry()):
+    """Base of the node's tables; its metadata is the node's schema only."""
+
+
+class Customer(NodeTable, table=True):
+    """One customer as this channel knows them: its own reference, identifiers, columns."""
+
+    __tablename__ = "customer"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The channel's own customer reference: meaningful only inside this node.
+    local_ref: str = Field(index=True, unique=True, max_length=128)
+    phone: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=256)
+    # The node's columns for this customer, as a JSON object keyed by schema column name.
+    features: str
+    imported_at: int
+    # The normalised identifiers mapped to curve points for PSI (run-independent, so computed
+    # once at import). As sensitive as the identifiers themselves: they leave only blinded.
+    psi_phone: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    psi_email: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+class SchemaColumn(NodeTable, table=True):
+    """A column this node offers; name and type are all the network ever learns of it."""
+
+    __tablename__ = "schema_column"
+
+    name: str = Field(primary_key=True, max_length=64)
+    type: str = Field(max_length=16)
+    position: int
+
+
+class AcceptedRegistry(NodeTable, table=True):
+    """A signed registry this node verified against the coordinator key and accepted."""
+
+    __tablename__ = "accepted_registry"
+
+    version: int = Field(primary_key=True)
+    document: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    accepted_at: int
+
+
+class SubjectSalt(NodeTable, table=True):
+    """The per-customer secret behind every commitment; destroying it is erasure."""
+
+    __tablename__ = "subject_salt"
+
+    local_ref: str = Field(primary_key=True, max_length=128)
+    salt: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: int
+
+
+class ConsentRecordRow(NodeTable, table=True):
+    """An ISO/IEC TS 27560-style consent record, as this channel captured it."""
+
+    __tablename__ = "consent_record"
+
+    record_id: str = Field(primary_key=True, max_length=64)
+    local_ref: str = Field(index=True, max_length=128)
+    # Canonical JSON of the terms (controller, purposes, categories, recipients, processing,
+    # legal basis, jurisdiction, notice version, collection method, times); hashed into the
+    # consent commitment.
+    terms: str
+    purposes: str  # JSON list, for the gate's lookups
+    given_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    expires_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: str = Field(max_length=16)  # pending | granted | revoked
+    subject_commitment: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    consent_commitment: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
+    grant_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    revoked_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    revoke_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    revoke_reason: str | None = Field(default=None, max_length=16)
+
+
+class ConsentEventRow(NodeTable, table=True):
+    """The status history of a consent record (given, revoked, ...)."""
+
+    __tablename__ = "consent_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    record_id: str = Field(index=True, max_length=64)
+    status: str = Field(max_length=16)
+    at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    ledger_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class DataUseRow(NodeTable, table=True):
+    """One use of one customer's data for one purpose in one session, as logged to the ledger."""
+
+    __tablename__ = "data_use"
+    __table_args__ = (UniqueConstraint("session", "purpose", "local_ref"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    session: str = Field(max_length=64)
+    purpose: str = Field(max_length=32)
+    local_ref: str = Field(index=True, max_length=128)
+    record_id: str = Field(max_length=64)
+    consent_index: int = Field(sa_column=Column(BigInteger, nullable=False))
+    ledger_index: int = Field(sa_column=Column(BigInteger, nullable=False))
+    at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class AlignmentRow(NodeTable, table=True):
+    """This node's opaque row key for one of its customers in one alignment run."""
+
+    __tablename__ = "alignment_row"
+
+    run_id: str = Field(primary_key=True, max_length=64)
+    row_key: bytes = Field(sa_column=Column(LargeBinary, primary_key=True))
+    local_ref: str = Field(index=True, max_length=128)
+
+
+class NetworkBlock(NodeTable, table=True):
+    """A customer the network told this node to stop using (revoked at another channel)."""
+
+    __tablename__ = "network_block"
+
+    local_ref: str = Field(primary_key=True, max_length=128)
+    at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class WitnessCheckpoint(NodeTable, table=True):
+    """The newest checkpoint of one log this node cosigned as a witness (one row per origin).
+
+    ``note`` is the checkpoint as the log signed it; a witness never cosigns a checkpoint of
+    the same log that is older than, or inconsistent with, this one.
+    """
+
+    __tablename__ = "witness_checkpoint"
+
+    origin: str = Field(primary_key=True, max_length=255)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    note: str
+    cosigned_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class TrainingState(NodeTable, table=True):
+    """This node's bottom model mid-run (saved after every message of a training run)."""
+
+    __tablename__ = "training_state"
+
+    run_id: str = Field(primary_key=True, max_length=64)
+    state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class BottomModel(NodeTable, table=True):
+    """A finished bottom model, with its preprocessing, kept for scoring."""
+
+    __tablename__ = "bottom_model"
+
+    model_id: str = Field(primary_key=True, max_length=64)
+    run_id: str = Field(max_length=64)
+    state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Purchase(NodeTable, table=True):
+    """One purchase from the channel's own log; features are derived from these only inside
+    the consent gate (:mod:`accord.node.gate`)."""
+
+    __tablename__ = "purchase"
+
+    id: int | None = Field(default=None, primary_key=True)
+    local_ref: str = Field(index=True, max_length=128)
+    day: int = Field(sa_column=Column(BigInteger, nullable=False))  # days since 1970-01-01
+    items: int
+    amount: float
+
+
+class PurchaseWindow(NodeTable, table=True):
+    """Present when the node's columns derive from its purchase log: the cut-off they use."""
+
+    __tablename__ = "purchase_window"
+
+    id: int = Field(default=1, primary_key=True)
+    as_of_day: int = Field(sa_column=Column(BigInteger, nullable=False))  # days since 1970-01-01

@@ -1,0 +1,59 @@
+"""Tell the network when a customer revokes here, and catch up on stops made while away."""
+
+from __future__ import annotations
+
+import grpc
+import structlog
+
+from accord.node.alignment import NodeAlignment
+from accord.pki_layout import COORDINATOR
+from accord.proto.v1 import alignment_pb2, alignment_pb2_grpc
+from accord.rpc.client import describe_rpc_error
+from accord.rpc.tls import PartyCredentials
+
+log = structlog.get_logger(__name__)
+
+TIMEOUT_S = 5.0
+BATCH = 1000
+
+
+class NetworkStop:
+    def __init__(
+        self, alignment: NodeAlignment, credentials: PartyCredentials, coordinator: str
+    ) -> None:
+        self._alignment = alignment
+        self._credentials = credentials
+        self._coordinator = coordinator
+
+    def revoked(self, local_refs: list[str]) -> None:
+        """After a local revocation: ask the coordinator to stop every node using them."""
+        keys = self._alignment.row_keys_of(local_refs)
+        if not keys:
+            return  # never aligned: no other node can tell who they are
+        try:
+            with self._credentials.channel(self._coordinator, COORDINATOR) as ch:
+                stub = alignment_pb2_grpc.AlignmentStub(ch)
+                for start in range(0, len(keys), BATCH):
+                    stub.Block(
+                        alignment_pb2.BlockRequest(row_keys=keys[start : start + BATCH]),
+                        timeout=TIMEOUT_S,
+                    )
+        except grpc.RpcError as err:
+            # The local stop and the ledger's revocation stand; the coordinator's status map
+            # still refuses scoring. Other nodes learn of it at the next Block or their start.
+            log.error("network stop not delivered", reason=describe_rpc_error(err, "coordinator"))
+
+    def catch_up(self) -> None:
+        try:
+            with self._credentials.channel(self._coordinator, COORDINATOR) as ch:
+                reply = alignment_pb2_grpc.AlignmentStub(ch).GetBlockedRows(
+                    alignment_pb2.BlockedRowsRequest(), timeout=TIMEOUT_S
+                )
+        except grpc.RpcError as err:
+            log.warning(
+                "could not fetch network stops", reason=describe_rpc_error(err, "coordinator")
+            )
+            return
+        runs = {r.run_id: list(r.row_keys) for r in reply.runs}
+        if runs:
+            self._alignment.block_rows(runs)

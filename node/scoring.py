@@ -1,0 +1,148 @@
+"""A node's part in real-time scoring: verify the credential, pass the gate, embed, mask.
+
+Two phases per request, so that masks cancel over exactly the nodes that contribute and the
+coordinator never decodes a sum of fewer than two: CHECK verifies the presentation and asks the
+consent gate (nothing computed, nothing logged); COMPUTE, with the final participant set,
+computes this node's embedding of the customer, masks it and logs the use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import Engine
+
+from accord.clock import Clock, system_clock
+from accord.credentials import ReplayCache, VerifiedCredential, verify
+from accord.crypto import masking
+from accord.crypto.keys import KeyAgreementKey, NoteVerifier
+from accord.errors import InvalidInput, NotPermitted
+from accord.node.alignment import NodeAlignment
+from accord.node.gate import ConsentGate
+
+if TYPE_CHECKING:  # torch loads with the first model a request needs, not at start-up
+    from accord.node.training import KeptModel
+
+
+@dataclass(frozen=True)
+class Embedded:
+    masked: bytes
+    dim: int
+    use_index: int
+
+
+# The same string as accord.scoring.split_model.SCORE_PURPOSE (a test keeps them equal); not
+# imported from there, so that a node starts without loading torch.
+SCORE_PURPOSE = "split-score"
+
+
+def score_round_id(request_id: str, participants: Sequence[str]) -> bytes:
+    return masking.derive_round_id(request_id.encode(), 0, 0, participants)
+
+
+class ScoringParticipant:
+    def __init__(
+        self,
+        engine: Engine,
+        channel: str,
+        gate: ConsentGate,
+        alignment: NodeAlignment,
+        kx_key: KeyAgreementKey,
+        peers: Mapping[str, bytes] | None,
+        coordinator_key: NoteVerifier,
+        clock: Clock = system_clock,
+        peers_source: object = None,
+    ) -> None:
+        self.engine = engine
+        self.channel = channel
+        self.gate = gate
+        self.alignment = alignment
+        self.kx_key = kx_key
+        self._peers = dict(peers) if peers else None
+        self._peers_source = peers_source  # callable giving peers' X25519 keys (registry)
+        self.coordinator_key = coordinator_key
+        self._clock = clock
+        self._replay = ReplayCache()
+        self._models: dict[str, KeptModel] = {}
+        # presentations verified in CHECK, so COMPUTE (same bytes) does not verify them again
+        self._verified: dict[bytes, tuple[VerifiedCredential, str]] = {}
+        self._lock = threading.Lock()
+
+    def _peer_keys(self) -> Mapping[str, bytes]:
+        if self._peers_source is not None:
+            return self._peers_source()  # type: ignore[operator, no-any-return]
+        return self._peers or {}
+
+    def _model(self, model_id: str) -> KeptModel:
+        from accord.node.training import load_kept_model
+
+        with self._lock:
+            if model_id not in self._models:
+                self._models[model_id] = load_kept_model(self.engine, model_id)
+            return self._models[model_id]
+
+    def _credential(
+        self, presentation: str, purpose: str, phase: str
+    ) -> tuple[VerifiedCredential, str]:
+        now = int(self._clock())
+        digest = hashlib.sha256(presentation.encode() + b"\x00" + purpose.encode()).digest()
+        with self._lock:
+            known = self._verified.get(digest)
+        if known is not None and known[0].expires >= now:
+            cred, local_ref = known  # verified in CHECK a moment ago: the same bytes
+        else:
+            cred = verify(
+                presentation,
+                node=self.channel,
+                kx_key=self.kx_key,
+                issuer=self.coordinator_key,
+                purpose=purpose,
+                now=now,
+            )
+            model = self._model(cred.model)
+            local_ref = self.alignment.local_ref(model.alignment_run, cred.row_key)
+            with self._lock:
+                if len(self._verified) > 4096:
+                    self._verified = {
+                        k: v for k, v in self._verified.items() if v[0].expires >= now
+                    }
+                self._verified[digest] = (cred, local_ref)
+        self._replay.use(cred.nonce, phase, cred.expires, now)
+        return cred, local_ref
+
+    def check(self, request_id: str, presentation: str, purpose: str) -> bool:
+        cred, local_ref = self._credential(presentation, purpose, "check")
+        if cred.request_id != request_id:
+            raise InvalidInput("the credential belongs to another request")
+        return local_ref in self.gate.permits(purpose, [local_ref])
+
+    def compute(
+        self, request_id: str, presentation: str, purpose: str, participants: Sequence[str]
+    ) -> Embedded:
+        cred, local_ref = self._credential(presentation, purpose, "compute")
+        if cred.request_id != request_id:
+            raise InvalidInput("the credential belongs to another request")
+        names = sorted(set(participants))
+        if self.channel not in names or len(names) < masking.MIN_NODES:
+            raise InvalidInput("a scoring round needs this node and at least one other")
+        peers = self._peer_keys()
+        missing = [n for n in names if n != self.channel and n not in peers]
+        if missing:
+            raise NotPermitted(f"unknown participants {', '.join(missing)}: not in the registry")
+        rows = self.gate.require(purpose, request_id, local_ref)  # logs the use
+        model = self._model(cred.model)
+        embedding = model.embed(rows.features)
+        masked = masking.mask_embedding(
+            self.channel,
+            self.kx_key,
+            {n: peers[n] for n in names if n != self.channel},
+            score_round_id(request_id, names),
+            embedding.astype(np.float64),
+            purpose=SCORE_PURPOSE,  # the masking domain of scoring rounds
+        )
+        return Embedded(masked.to_bytes(), int(embedding.shape[1]), rows.use_indexes[0])

@@ -1,0 +1,42 @@
+"""gRPC servicer for accord.v1.NodeScoring: decode, call :class:`ScoringParticipant`, encode."""
+
+from __future__ import annotations
+
+import grpc
+
+from accord.errors import InvalidInput, NotPermitted
+from accord.node.scoring import ScoringParticipant
+from accord.proto.v1 import scoring_pb2, scoring_pb2_grpc
+from accord.registry import reject_unknown_fields
+from accord.rpc.tls import peer_party
+
+
+class NodeScoringServicer(scoring_pb2_grpc.NodeScoringServicer):
+    def __init__(self, participant: ScoringParticipant, coordinator_party: str) -> None:
+        self._participant = participant
+        self._coordinator = coordinator_party
+
+    def Embed(
+        self, request: scoring_pb2.EmbedRequest, context: grpc.ServicerContext
+    ) -> scoring_pb2.EmbedResponse:
+        caller = peer_party(context)
+        if caller != self._coordinator:
+            raise NotPermitted(f"only the coordinator relays scoring requests; {caller!r} may not")
+        reject_unknown_fields(request, "request")
+        if request.phase == scoring_pb2.EMBED_PHASE_CHECK:
+            permitted = self._participant.check(request.request_id, request.sd_jwt, request.purpose)
+            return scoring_pb2.EmbedResponse(permitted=permitted)
+        if request.phase == scoring_pb2.EMBED_PHASE_COMPUTE:
+            done = self._participant.compute(
+                request.request_id, request.sd_jwt, request.purpose, list(request.participants)
+            )
+            return scoring_pb2.EmbedResponse(
+                permitted=True, masked=done.masked, dim=done.dim, use_index=done.use_index
+            )
+        raise InvalidInput("phase must be EMBED_PHASE_CHECK or EMBED_PHASE_COMPUTE")
+
+
+def add_node_scoring(server: grpc.Server, servicer: NodeScoringServicer) -> str:
+    scoring_pb2_grpc.add_NodeScoringServicer_to_server(servicer, server)
+    name: str = scoring_pb2.DESCRIPTOR.services_by_name["NodeScoring"].full_name
+    return name

@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf stubs for package accord.v1."""

@@ -1,0 +1,1 @@
+"""Models, training loops, metrics and decision policies."""

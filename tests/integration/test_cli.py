@@ -1,0 +1,158 @@
+"""The command line as a person uses it: real subprocesses, one readable line on error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def accord(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "accord", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("accord: error: "), lines[0]
+    assert needle in lines[0], lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_pki_init_then_refuses_to_overwrite(tmp_path: Path) -> None:
+    first = accord("pki", "init", "--dir", str(tmp_path / "pki"), "--parties", "coordinator,pay")
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "pki" / "pay" / "tls.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "pki" / "coordinator" / "signer.key").exists()
+    assert not (tmp_path / "pki" / "pay" / "signer.key").exists()
+    again = accord("pki", "init", "--dir", str(tmp_path / "pki"), "--parties", "coordinator,pay")
+    assert_one_line_error(again, "--force")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["pki", "init", "--dir", "{tmp}/p", "--parties", "pay"], "must include 'coordinator'"),
+        (["pki", "init", "--dir", "{tmp}/p", "--parties", "coordinator,Bad Name"], "party name"),
+        (["registry", "show", "--pki", "{tmp}/nowhere"], "tls.crt is missing"),
+        (["data", "load", "--source", "{tmp}/none.csv", "--out", "{tmp}/o"], "does not exist"),
+        (["data", "synth", "--out", "{tmp}/o", "--coverage", "most"], "--coverage must be"),
+        (
+            [
+                "node",
+                "import",
+                "--channel",
+                "pay",
+                "--data-dir",
+                "{tmp}/n",
+                "--file",
+                "{tmp}/x.csv",
+            ],
+            "schema file",
+        ),
+        (
+            [
+                "node",
+                "import",
+                "--channel",
+                "app",
+                "--data-dir",
+                "{tmp}/n",
+                "--file",
+                "{tmp}/app.purchases.csv",
+            ],
+            "needs --as-of",
+        ),
+        (
+            [
+                "node",
+                "import",
+                "--channel",
+                "app",
+                "--data-dir",
+                "{tmp}/n",
+                "--file",
+                "{tmp}/app.purchases.csv",
+                "--as-of",
+                "30/09/1997",
+            ],
+            "YYYY-MM-DD",
+        ),
+        (
+            [
+                "node",
+                "import",
+                "--channel",
+                "app",
+                "--data-dir",
+                "{tmp}/n",
+                "--file",
+                "{tmp}/app.csv",
+                "--as-of",
+                "1997-09-30",
+            ],
+            "only to purchase logs",
+        ),
+        (["train", "--network-dir", "{tmp}/n", "--model", "churn"], "--model must be"),
+        (["db", "upgrade", "--role", "node", "--db", "mysql://x/y"], "unsupported database driver"),
+        (["coordinator", "serve", "--pki", "{tmp}/nowhere", "--data-dir", "{tmp}/c"], "is missing"),
+    ],
+)
+def test_errors_are_one_readable_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    result = accord(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert_one_line_error(result, needle)
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = accord("--debug", "registry", "show", "--pki", str(tmp_path / "nowhere"))
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_a_node_with_no_data_says_what_to_do(tmp_path: Path) -> None:
+    accord("pki", "init", "--dir", str(tmp_path / "pki"))
+    result = accord(
+        "node",
+        "serve",
+        "--channel",
+        "pay",
+        "--data-dir",
+        str(tmp_path / "pay"),
+        "--pki",
+        str(tmp_path / "pki" / "pay"),
+        "--coordinator",
+        "127.0.0.1:1",
+    )
+    assert_one_line_error(result, "accord node import")
+
+
+def test_a_node_started_with_another_partys_folder_is_refused(tmp_path: Path) -> None:
+    accord("pki", "init", "--dir", str(tmp_path / "pki"))
+    result = accord(
+        "node",
+        "serve",
+        "--channel",
+        "pay",
+        "--data-dir",
+        str(tmp_path / "pay"),
+        "--pki",
+        str(tmp_path / "pki" / "shop"),
+    )
+    assert_one_line_error(result, "holds 'shop'")
+
+
+def test_unreachable_coordinator_is_reported_plainly(tmp_path: Path) -> None:
+    accord("pki", "init", "--dir", str(tmp_path / "pki"))
+    result = accord(
+        "registry", "show", "--pki", str(tmp_path / "pki" / "pay"), "--coordinator", "127.0.0.1:1"
+    )
+    assert_one_line_error(result, "unreachable")

@@ -1,0 +1,139 @@
+"""LTV over the network, as a deployment runs it: channels import purchase logs, derive their
+features inside the consent gate, align with the brand's spend labels, and train the ZILN head
+by masked split learning; the model is stored and recorded like the trust model.
+
+Issue 8: node features from each node's own transactions through the gate; the ZILN head on
+the federated top model with party dropout; a predicted spend with an interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_pki
+from inprocess import DirectLink, InProcessLedger, Network, build
+from sqlalchemy import text
+
+from accord.consent.events import Record, decode
+from accord.coordinator.model_store import load_model, save_model
+from accord.coordinator.training import TrainingRun, load_training_set
+from accord.data import cdnow
+from accord.data.purchase_features import FEATURES, purchase_features
+from accord.node.gate import subject_access
+from accord.node.training import GatedStoreData, SqlStateStore, TrainingParticipant
+from accord.scoring import ziln
+from accord.scoring.ltv.federated import LTV_SPLIT
+
+TRAIN = ("model-training",)
+CHANNELS = cdnow.CHANNELS
+
+
+@pytest.fixture(scope="module")
+def scenario() -> cdnow.LtvScenario:
+    return cdnow.build_scenario(cdnow.synthesize(3000, seed=11))
+
+
+@pytest.fixture
+def network(
+    tmp_path: Path, scenario: cdnow.LtvScenario
+) -> Iterator[tuple[Network, str, dict[str, set[str]]]]:
+    pki = make_pki(tmp_path / "pki", ["coordinator", *CHANNELS, "label"])
+    logs = scenario.purchase_logs()
+    label = scenario.split().tables["label"]
+    tables = {"label": label, **logs}
+    # every customer consents to training, except every seventh at the app channel
+    withheld = {"app": set(list(logs["app"].customers)[::7])}
+    consents = {
+        name: {
+            ref: TRAIN
+            for ref in (t.refs if name == "label" else t.customers)  # type: ignore[union-attr]
+            if ref not in withheld.get(name, set())
+        }
+        for name, t in tables.items()
+    }
+    net = build(tmp_path, pki, tables, consents, as_of=cdnow.CALIBRATION_END)
+    try:
+        yield net, net.orchestrator.run().run_id, withheld
+    finally:
+        net.stop()
+
+
+def participants(net: Network) -> dict[str, TrainingParticipant]:
+    view = net.registry.view()
+    peers = {n.channel: n.kx_key for n in view.nodes if n.role == "feature"}
+    return {
+        c: TrainingParticipant(
+            c,
+            GatedStoreData(net.nodes[c].node.engine, net.nodes[c].gate),
+            SqlStateStore(net.nodes[c].node.engine),
+            net.nodes[c].node.keys.kx,
+            peers,
+        )
+        for c in CHANNELS
+    }
+
+
+def test_the_gate_derives_purchase_features_only_for_consented_customers(
+    network: tuple[Network, str, dict[str, set[str]]], scenario: cdnow.LtvScenario
+) -> None:
+    net, _, withheld = network
+    app = net.nodes["app"]
+    log = scenario.purchase_logs()["app"]
+    refs = list(log.customers)[:60]
+    released = app.gate.open("model-training", "test-session", refs)
+    # the withheld customers are refused, and nothing of theirs is computed
+    assert set(released.refused) == set(refs) & withheld["app"]
+    assert set(released.refs) == set(refs) - withheld["app"]
+    assert released.columns == tuple(FEATURES)
+    expected = purchase_features(log.purchases, cdnow.CALIBRATION_END, key="local_ref")
+    np.testing.assert_allclose(released.features, expected.loc[list(released.refs)].to_numpy())
+    # each release is a data use on the ledger, referencing the consent
+    with app.node.engine.connect() as conn:
+        used = conn.execute(
+            text("SELECT COUNT(*) FROM data_use WHERE session = 'test-session'")
+        ).scalar()
+    assert used == len(released.refs)
+    # the customer's own export lists the purchases the node holds
+    export = subject_access(app.node.engine, refs[0])
+    assert export is not None and len(export["purchases"]) >= 1  # type: ignore[arg-type]
+
+
+def test_ltv_trains_over_masked_sums_and_is_stored_with_its_spend_scale(
+    network: tuple[Network, str, dict[str, set[str]]], scenario: cdnow.LtvScenario
+) -> None:
+    net, run, withheld = network
+    data = load_training_set(net.ledger.store.engine, run, holdout=0.2)
+    assert data.nodes == sorted(CHANNELS)
+    # the labels are the brand's holdout spends, keyed by row key only
+    assert (data.labels >= 0).all() and (data.labels > 0).mean() > 0.2
+    # a customer who withheld consent at app has no app row key
+    held_by_app = sum(k is not None for k in data.keys["app"])
+    assert held_by_app == len(scenario.purchase_logs()["app"].customers) - len(withheld["app"])
+    link = DirectLink(participants(net))
+    model = TrainingRun(link, data, replace(LTV_SPLIT, rounds=12), seed=3).run()
+    assert model.kind == "ltv" and model.model_id.startswith("ltv-")
+    assert model.report.rounds == 12 and not model.report.dropped_nodes
+    m = model.metrics
+    # rows held by ≥ 2 channels: the model ranks spend and its interval holds most customers
+    assert 0 < m["scored_fraction"] < 1
+    assert m["gini"] > 0.3 and m["spearman"] > 0.2, m
+    assert 0.6 <= m["interval_coverage"] <= 0.97, m
+    # the head's numbers are ZILN parameters: positive spends and ordered intervals
+    out = model.evaluated_logits[~np.isnan(model.evaluated_logits).any(axis=1)]
+    params = model.spend_scale.apply(ziln.params_from_output_array(out))
+    low, high = params.interval(0.8)
+    assert (params.expected() > 0).all() and (low <= high).all()
+    # stored and recorded like the trust model, under its own kind
+    writer = InProcessLedger(net.ledger, "coordinator")
+    index = save_model(net.ledger.store.engine, writer, model, alignment_run=run, consents_as_of=0)
+    loaded = load_model(net.ledger.store.engine, kind="ltv")
+    assert loaded.model_id == model.model_id and loaded.kind == "ltv"
+    assert loaded.spend_scale == model.spend_scale
+    (entry,) = net.ledger.entries(index, 1)
+    record = decode(entry.data)
+    assert isinstance(record, Record) and record.kind == "model.version"
+    assert record.body["kind"] == "ltv" and record.body["metrics"]["gini"] > 0.3

@@ -1,0 +1,154 @@
+"""Lifetime value end to end across real processes, through the CLI a partner would use.
+
+Channels import their own purchase logs (`accord node import --as-of`), consents arrive,
+`accord align` matches them to the brand's spend labels, `accord train --model ltv` learns the
+ZILN head over masked sums, and a marketer's score names an expected spend with its interval
+and the action the policy picks from it (issue 8, item 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import cli
+from helpers import make_pki
+from sqlalchemy import create_engine, text
+
+from accord.launcher import LocalNetwork
+from accord.pki_layout import COORDINATOR
+from accord.proto.v1 import scoring_pb2_grpc
+from accord.rpc.tls import PartyCredentials
+from accord.touchpoint import ask, subject
+
+ROLES = {"app": "feature", "web": "feature", "store": "feature", "label": "label"}
+AS_OF = "1997-09-30"
+
+
+@pytest.fixture(scope="module")
+def ltv_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, Path]]:
+    workdir = tmp_path_factory.mktemp("ltv-net")
+    pki = make_pki(workdir / "pki", ["coordinator", *ROLES, "marketer"])
+    data = workdir / "data"
+    made = cli("data", "cdnow", "--out", str(data), "--customers", "1500", "--consents-seed", "5")
+    assert made.returncode == 0, made.stderr
+    network = LocalNetwork(workdir=workdir, pki_dir=pki)
+    for channel in ROLES:
+        args = ["--file", str(data / f"{channel}.purchases.csv"), "--as-of", AS_OF]
+        if channel == "label":
+            args = ["--file", str(data / "label.csv")]
+        done = cli(
+            "node",
+            "import",
+            "--channel",
+            channel,
+            "--data-dir",
+            str(network.node_dir(channel)),
+            *args,
+        )
+        assert done.returncode == 0, done.stderr
+    network.start_coordinator()
+    for channel, role in ROLES.items():
+        network.start_node(channel, role)
+    try:
+        for channel in ROLES:
+            network.parties[channel].wait_ready()
+        for channel in ROLES:
+            done = cli(
+                "consent",
+                "import",
+                "--file",
+                str(data / f"{channel}.consents.csv"),
+                "--node",
+                network.parties[channel].endpoint,
+                "--pki",
+                str(pki / channel),
+            )
+            assert done.returncode == 0, done.stderr
+        coordinator = network.parties["coordinator"].endpoint
+        aligned = cli("align", "--coordinator", coordinator, "--pki", str(pki / "label"))
+        assert aligned.returncode == 0, aligned.stderr
+        out = workdir / "report"
+        trained = cli(
+            "train",
+            "--network-dir",
+            str(workdir),
+            "--model",
+            "ltv",
+            "--rounds",
+            "6",
+            "--out",
+            str(out),
+        )
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        assert "LTV model ltv-" in trained.stdout and "Gini" in trained.stdout
+        assert (out / "deciles.png").stat().st_size > 5_000
+        yield network, out
+    finally:
+        network.stop()
+
+
+def _held_by_two_channels(network: LocalNetwork, count: int) -> list[str]:
+    coord = create_engine(f"sqlite:///{network.workdir / 'coordinator' / 'coordinator.db'}")
+    with coord.connect() as conn:
+        run = conn.execute(
+            text("SELECT alignment_run FROM model_version WHERE kind = 'ltv' LIMIT 1")
+        ).scalar()
+        keys = [
+            bytes(r[0])
+            for r in conn.execute(
+                text(
+                    "SELECT row_key FROM aligned_row WHERE run_id = :r "
+                    "GROUP BY row_key HAVING COUNT(*) >= 3"
+                ),
+                {"r": run},
+            )
+        ]
+    coord.dispose()
+    label = create_engine(f"sqlite:///{network.node_dir('label') / 'node.db'}")
+    with label.connect() as conn:
+        refs = [
+            conn.execute(
+                text("SELECT local_ref FROM alignment_row WHERE run_id = :r AND row_key = :k"),
+                {"r": run, "k": k},
+            ).scalar()
+            for k in keys[: count * 2]
+        ]
+    label.dispose()
+    return [str(r) for r in refs if r][:count]
+
+
+def test_a_score_on_an_ltv_network_gives_spend_its_interval_and_the_action(
+    ltv_network: tuple[LocalNetwork, Path],
+) -> None:
+    network, _ = ltv_network
+    creds = PartyCredentials.load(network.pki_dir / "marketer")
+    channel = creds.channel(network.parties["coordinator"].endpoint, COORDINATOR)
+    stub = scoring_pb2_grpc.ScoringStub(channel)
+    refs = _held_by_two_channels(network, 5)
+    assert len(refs) == 5
+    answers = [ask(stub, "checkout", subject(ref), "marketing") for ref in refs]
+    scored = [a for a in answers if a.scored]
+    assert len(scored) >= 3, [a.explanation for a in answers]
+    for a in scored:
+        assert not a.HasField("trust") and a.HasField("ltv")
+        assert a.ltv > 0 and 0 <= a.ltv_low <= a.ltv_high
+        assert a.model.startswith("ltv-") and len(a.sources) >= 2
+        assert a.action == ("trial-sample" if a.ltv >= 100 else "ingredient-video")
+        assert "LTV" in a.explanation and "checkout-" in a.explanation
+    channel.close()
+    # the CLI shows it the same way
+    shown = cli(
+        "score",
+        "--touchpoint",
+        "checkout",
+        "--ref",
+        refs[0],
+        "--coordinator",
+        network.parties["coordinator"].endpoint,
+        "--pki",
+        str(network.pki_dir / "marketer"),
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "LTV" in shown.stdout and "80 % interval" in shown.stdout
