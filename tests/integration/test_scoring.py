@@ -125,6 +125,9 @@ def test_dropped_nodes_lower_confidence_then_stop_the_score(trained) -> None:  #
     refs = customers(network, 3)
     full = ask(stub(network), "checkout", subject(refs[0]), "marketing")
     assert full.scored and len(full.sources) == 3
+    # the network is shared by the session: nodes come back on the ports they had, so later
+    # tests that read endpoints once still reach them
+    ports = {node: network.parties[node].endpoint for node in ("social", "shop")}
     network.parties["social"].kill()
     try:
         one_down = ask(stub(network), "checkout", subject(refs[1]), "marketing")
@@ -139,4 +142,4 @@ def test_dropped_nodes_lower_confidence_then_stop_the_score(trained) -> None:  #
     finally:
         for node in ("social", "shop"):
             if network.parties[node].process.poll() is not None:
-                network.start_node(node, "feature").wait_ready()
+                network.start_node(node, "feature", listen=ports[node]).wait_ready()
