@@ -3,14 +3,16 @@
 One run, on the fixed split of DESIGN.md (train on every customer with ``customer_id % 5 != 0``,
 report on the test cohort ``customer_id % 5 == 0``).
 
-The headline is the model the product can run: :mod:`accord.scoring.ltv.federated`, the trust
-model's masked split learning with a ZILN head, which sees only sums over at least ``k = 2``
-channels (P2). On CDNOW most customers (78 %) buy through one channel only; for them the
-federated model may not answer, and the coordinator falls back on the ZILN of the training
-customers with the same set of channels. So the JSON gives the headline on the whole test cohort,
-``at_k`` on the customers at least ``k`` channels hold (federated, baseline and best single
-channel on the same customers), and ``without_p2`` the references below, trained on summed
-embeddings that include single-channel customers (what P2 forbids):
+The headline is what the product can answer while keeping P2: the trust model's masked split
+learning with a ZILN head (:mod:`accord.scoring.ltv.federated`), which sees only sums over at
+least ``k = 2`` channels. On CDNOW most customers (78 %) buy through one channel only; for them
+the federated model may not answer, and the lone channel answers with its own BG/NBD +
+Gamma-Gamma, scaled by one aggregate per channel (:mod:`accord.scoring.ltv.fallback`). The JSON
+gives that headline on the whole test cohort, ``below_k`` (the fallback's scales, and the whole
+cohort with the per-channel-set ZILN prior instead of the fallback), ``at_k`` on the customers at
+least ``k`` channels hold (federated, baseline and best single channel on the same customers),
+and ``without_p2`` the references below, trained on summed embeddings that include
+single-channel customers (what P2 forbids):
 
 - **federated**: the split model of :mod:`accord.scoring.ltv.split`, one bottom model per
   channel on that channel's own features, trained with random party dropout;
@@ -42,6 +44,7 @@ from accord.data import cdnow
 from accord.errors import InvalidInput
 from accord.scoring import split_model
 from accord.scoring.ltv.baseline import fit_btyd_baseline
+from accord.scoring.ltv.fallback import MIN_SCALE_CUSTOMERS, fallback_scale, own_channel_estimates
 from accord.scoring.ltv.federated import (
     LTV_SPLIT,
     FederatedLtv,
@@ -87,10 +90,30 @@ class AtK:
 
 
 @dataclass(frozen=True)
+class BelowK:
+    """How the test customers fewer than ``k`` channels hold were answered."""
+
+    n: int
+    answered_by_own_channel: int
+    scales: dict[str, float]
+    with_priors: LtvMetrics  # the whole cohort had the channel-set prior answered below k
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n_test": self.n,
+            "answered_by_own_channel": self.answered_by_own_channel,
+            "own_channel_scales": {c: round(v, 4) for c, v in self.scales.items()},
+            "min_scale_customers": MIN_SCALE_CUSTOMERS,
+            "with_channel_set_priors_instead": _rounded(self.with_priors),
+        }
+
+
+@dataclass(frozen=True)
 class LtvExperiment:
     """The numbers of one ``bench ltv`` run; :meth:`as_dict` is the JSON contract."""
 
-    masked: LtvMetrics  # the P2 model on the whole test cohort (priors below k)
+    masked: LtvMetrics  # the P2 model on the whole test cohort (own channel's model below k)
+    below_k: BelowK
     at_k: AtK
     masked_seconds: float
     masked_rounds: int
@@ -124,8 +147,10 @@ class LtvExperiment:
             **_rounded(self.masked),
             "baseline": _rounded(self.baseline),
             "beats_baseline": self.masked.beats(self.baseline),
+            "beats_best_single_channel": self.masked.beats(self.single_channels[best]),
             "k": self.at_k.k,
             "coverage_at_k": round(self.at_k.n / self.n_test, 4),
+            "below_k": self.below_k.as_dict(),
             "at_k": self.at_k.as_dict(),
             "interval_coverage": round(self.masked_interval_coverage, 4),
             "seconds": round(self.masked_seconds, 2),
@@ -193,6 +218,43 @@ def run_ltv_experiment(
         return _run(transactions, config, masked_config, channel_seed, chart_path)
 
 
+def _below_k(
+    scenario: cdnow.LtvScenario,
+    rows_of: dict[str, np.ndarray],
+    labels: np.ndarray,
+    train_rows: np.ndarray,
+    test_rows: np.ndarray,
+    prediction: LtvPrediction,
+) -> tuple[np.ndarray, BelowK]:
+    """The test cohort's answers: the federated model at k, the lone channel's own scaled
+    BG/NBD + Gamma-Gamma below k (the channel-set prior where a channel has too few customers
+    below k to form a group sum)."""
+    n = labels.size
+    holders = np.zeros(n, dtype=np.int64)
+    for rows in rows_of.values():
+        holders[rows] += 1
+    answer = prediction.expected().copy()
+    below = ~prediction.federated
+    estimates = own_channel_estimates(scenario.transactions, list(rows_of))
+    ids = scenario.label.index
+    scales: dict[str, float] = {}
+    answered = np.zeros(test_rows.size, dtype=bool)
+    for channel, rows in rows_of.items():
+        alone = np.zeros(n, dtype=bool)
+        alone[rows] = holders[rows] == 1
+        own = estimates[channel].reindex(ids).to_numpy(dtype=float)
+        alone &= np.isfinite(own)  # a customer the channel has no calibration purchase of
+        fit = train_rows[alone[train_rows]]
+        if fit.size < MIN_SCALE_CUSTOMERS:
+            continue
+        scales[channel] = fallback_scale(own[fit], labels[fit])
+        mine = below & alone[test_rows]
+        answer[mine] = own[test_rows][mine] * scales[channel]
+        answered |= mine
+    with_priors = ltv_metrics(prediction.expected(), labels[test_rows])
+    return answer, BelowK(int(below.sum()), int(answered.sum()), scales, with_priors)
+
+
 def _run_at_k(
     model: FederatedLtv,
     prediction: LtvPrediction,
@@ -251,8 +313,10 @@ def _run(
     own = {c: node_features(x) for c, x in features.items()}
     masked = train_ltv_federated(own, rows_of, labels, train_rows, masked_config)
     masked_prediction = masked.predict(test_rows)
-    masked_pred = masked_prediction.expected()
     masked_low, masked_high = masked_prediction.params.interval(0.8)
+    headline, below_k = _below_k(
+        scenario, rows_of, labels, train_rows, test_rows, masked_prediction
+    )
 
     federated = train_ltv_model(features, rows_of, labels, train_rows, config)
     fed_params = federated.predict(test_rows)
@@ -307,7 +371,7 @@ def _run(
         chart = decile_chart(
             chart_path,
             {
-                "federated (masked, k = 2)": masked_pred,
+                "federated (k = 2; own channel below)": headline,
                 "federated without P2": fed_pred,
                 "centralized": central.predict(test_rows).expected(),
                 "BG/NBD + Gamma-Gamma": base_all[test_rows],
@@ -317,7 +381,8 @@ def _run(
 
     log = masked.training.log
     return LtvExperiment(
-        masked=ltv_metrics(masked_pred, y_test),
+        masked=ltv_metrics(headline, y_test),
+        below_k=below_k,
         at_k=at_k,
         masked_seconds=log.seconds,
         masked_rounds=log.rounds,

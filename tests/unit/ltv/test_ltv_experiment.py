@@ -15,9 +15,15 @@ from accord.data import cdnow
 from accord.errors import InvalidInput
 from accord.scoring.ltv.baseline import fit_btyd_baseline, rfm_summary
 from accord.scoring.ltv.experiment import run_ltv_experiment
+from accord.scoring.ltv.fallback import (
+    MIN_SCALE_CUSTOMERS,
+    fallback_scale,
+    own_channel_estimates,
+)
 from accord.scoring.ltv.federated import LTV_SPLIT
 from accord.scoring.ltv.metrics import ltv_metrics
 from accord.scoring.ltv.split import SplitConfig
+from accord.scoring.split_model import TooFewSources
 
 CONTRACT = {"aggregate_error_pct", "decile_mape_pct", "gini", "spearman"}
 
@@ -81,6 +87,13 @@ def test_bench_ltv_contract_on_synthetic_data(tmp_path: Path) -> None:
     assert set(out) >= CONTRACT
     assert set(out["baseline"]) == CONTRACT
     assert out["k"] == 2 and 0 < out["coverage_at_k"] < 1
+    below = out["below_k"]
+    # every test customer below k is a lone channel's, and that channel answered for them
+    assert below["n_test"] == below["answered_by_own_channel"] == 1000 - out["at_k"]["n_test"]
+    assert set(below["own_channel_scales"]) == set(cdnow.CHANNELS)
+    assert all(s > 0 for s in below["own_channel_scales"].values())
+    assert set(below["with_channel_set_priors_instead"]) == CONTRACT
+    assert below["with_channel_set_priors_instead"]["gini"] != out["gini"]
     at_k = out["at_k"]
     assert set(at_k["federated"]) == set(at_k["baseline"]) == CONTRACT
     assert at_k["best_single_channel"]["channel"] in cdnow.CHANNELS
@@ -96,3 +109,27 @@ def test_bench_ltv_contract_on_synthetic_data(tmp_path: Path) -> None:
     assert (tmp_path / "deciles.png").exists()
     with pytest.raises(InvalidInput, match="either"):
         run_ltv_experiment()
+
+
+def test_a_lone_channel_answers_with_its_own_model_scaled_by_one_group_sum() -> None:
+    scenario = cdnow.build_scenario(cdnow.synthesize(3000, seed=8))
+    estimates = own_channel_estimates(scenario.transactions, cdnow.CHANNELS)
+    for channel in cdnow.CHANNELS:
+        own = scenario.transactions[scenario.transactions["channel"] == channel]
+        # fitted on the channel's own purchases only, for exactly its own customers (those who
+        # bought there in the calibration period)
+        seen = own[own["date"] <= pd.Timestamp(cdnow.CALIBRATION_END)]["customer_id"]
+        assert set(estimates[channel].index) == set(seen)
+        expected = fit_btyd_baseline(own).predicted
+        pd.testing.assert_series_equal(estimates[channel], expected)
+    merged = fit_btyd_baseline(scenario.transactions).predicted
+    assert not np.allclose(estimates["app"], merged.reindex(estimates["app"].index))
+    est = np.full(MIN_SCALE_CUSTOMERS, 2.0)
+    labels = np.arange(MIN_SCALE_CUSTOMERS, dtype=float)
+    assert fallback_scale(est, labels) == pytest.approx(labels.sum() / est.sum())
+    with pytest.raises(TooFewSources, match="at least 100"):
+        fallback_scale(est[:-1], labels[:-1])
+    with pytest.raises(InvalidInput, match="more than zero"):
+        fallback_scale(np.zeros(MIN_SCALE_CUSTOMERS), labels)
+    with pytest.raises(InvalidInput, match="one estimate per"):
+        fallback_scale(est, labels[:-1])

@@ -1,0 +1,58 @@
+"""Below k: a lone channel's own BG/NBD + Gamma-Gamma, scaled by one aggregate per channel.
+
+P2 keeps the coordinator from ever seeing one channel's embedding, so the federated model cannot
+answer for a customer only one channel holds (on the CDNOW split, 78 % of customers). That
+channel can still answer from its own purchases with a model that needs no label and sends no
+vector: BG/NBD + Gamma-Gamma fitted on its own log (for a customer only it serves, its log is the
+customer's whole history). Fitted on one channel's population the estimate runs low, so the
+coordinator scales it with one number per channel: the labels of that channel's below-k training
+customers summed, over the channel's estimates for the same customers summed. The channel sends
+one sum over at least :data:`MIN_SCALE_CUSTOMERS` customers, never a per-customer value, and it
+learns no more than training already tells it (rows below k are never in a training round).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from accord.errors import InvalidInput
+from accord.scoring.ltv.baseline import fit_btyd_baseline
+from accord.scoring.split_model import TooFewSources
+
+__all__ = ["MIN_SCALE_CUSTOMERS", "fallback_scale", "own_channel_estimates"]
+
+MIN_SCALE_CUSTOMERS = 100
+"""A channel's sum of estimates covers at least this many customers, so it describes a group."""
+
+
+def own_channel_estimates(
+    transactions: pd.DataFrame, channels: list[str] | tuple[str, ...]
+) -> dict[str, pd.Series]:
+    """Each channel's BG/NBD + Gamma-Gamma holdout-spend estimate for its own customers, fitted
+    on its own transactions only (``transactions`` has a ``channel`` column)."""
+    out = {}
+    for channel in channels:
+        own = transactions[transactions["channel"] == channel]
+        if own.empty:
+            raise InvalidInput(f"channel {channel!r} has no transactions to fit its own model on")
+        out[channel] = fit_btyd_baseline(own).predicted
+    return out
+
+
+def fallback_scale(estimates: npt.ArrayLike, labels: npt.ArrayLike) -> float:
+    """The factor that makes a channel's summed estimates match the summed labels of the same
+    (below-k, training) customers."""
+    est = np.asarray(estimates, dtype=float)
+    y = np.asarray(labels, dtype=float)
+    if est.shape != y.shape:
+        raise InvalidInput("one estimate per labelled customer is needed")
+    if est.size < MIN_SCALE_CUSTOMERS:
+        raise TooFewSources(
+            f"{est.size} customers cannot give a group sum; at least {MIN_SCALE_CUSTOMERS} needed"
+        )
+    total = float(est.sum())
+    if not np.isfinite(total) or total <= 0:
+        raise InvalidInput("the channel's estimates must be finite and sum to more than zero")
+    return float(y.sum()) / total
