@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from accord.coordinator.train_job import NetworkLayout
     from accord.scoring.split_model import SplitConfig
 
-DEFAULT_ROUNDS = {"trust": 20, "ltv": 30}  # SplitConfig's and LTV_SPLIT's (no torch at --help)
+DEFAULT_ROUNDS = {"trust": 20, "ltv": 20}  # SplitConfig's and LTV_SPLIT's (no torch at --help)
 STAGES = {
     "connect": "training: SuperNodes online",
     "start": "training: nodes joined",
@@ -39,7 +39,7 @@ def train(
         "label: a ZILN lifetime-value model with an interval).",
     ),
     rounds: int | None = typer.Option(
-        None, "--rounds", help="Training exchanges (default: 20 for trust, 30 for ltv)."
+        None, "--rounds", help="Training exchanges (default: 20 for trust and for ltv)."
     ),
     seed: int = typer.Option(0, "--seed"),
     pki: Path | None = typer.Option(

@@ -168,3 +168,11 @@ def test_the_ziln_head_starts_at_the_constant_fit_of_its_labels() -> None:
     # the last layer's weights are shrunk, so the output is the bias up to a small term
     assert np.allclose(start.p, fit.p[0], atol=0.05)
     assert np.allclose(start.mu, fit.mu[0], atol=0.2)
+
+
+def test_the_cli_default_rounds_are_the_models_own() -> None:
+    # the CLI keeps its own copy so `accord train --help` does not import torch
+    from accord.cli.train_cmd import DEFAULT_ROUNDS
+    from accord.scoring.split_model import SplitConfig
+
+    assert {"trust": SplitConfig().rounds, "ltv": LTV_SPLIT.rounds} == DEFAULT_ROUNDS
