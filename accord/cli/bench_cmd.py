@@ -9,9 +9,26 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from accord.data.shared import find_shared, missing_message
 from accord.errors import ConfigError
 
 app = typer.Typer(help="Benchmarks; each prints one JSON line last.", no_args_is_help=True)
+
+
+UCI_PARTS = ("data", "uci_credit_card", "UCI_Credit_Card.csv")
+CDNOW_PARTS = ("data", "cdnow", "CDNOW_master.txt")
+
+
+def _shared_or(given: Path | None, what: str, *parts: str) -> Path:
+    """The file the user named, or the shared data set's copy; a readable error otherwise."""
+    if given is not None:
+        if not given.exists():
+            raise ConfigError(f"{given} does not exist: give {what} with --source")
+        return given
+    found = find_shared(*parts)
+    if found is None:
+        raise ConfigError(missing_message(what, *parts))
+    return found
 
 
 def emit(result: dict[str, object]) -> None:
@@ -53,10 +70,8 @@ def train(
     scenario: str = typer.Option("uci-credit", "--scenario", help="uci-credit"),
     coverage: str = typer.Option("full", "--coverage", help="full or realistic"),
     seed: int = typer.Option(0, "--seed"),
-    source: Path = typer.Option(
-        Path("../shared/data/uci_credit_card/UCI_Credit_Card.csv"),
-        "--source",
-        help="The real UCI file.",
+    source: Path | None = typer.Option(
+        None, "--source", help="The real UCI file (default: found in ../shared)."
     ),
 ) -> None:
     """Federated (Flower) vs centralized vs single-channel trust models on DESIGN.md's split."""
@@ -64,8 +79,7 @@ def train(
         raise ConfigError("--scenario must be uci-credit (cdnow is `accord bench ltv`)")
     if coverage not in ("full", "realistic"):
         raise ConfigError("--coverage must be full or realistic")
-    if not source.exists():
-        raise ConfigError(f"{source} does not exist: give the UCI file with --source")
+    source = _shared_or(source, "the UCI file", *UCI_PARTS)
     from accord.bench.train import run_train_bench
 
     emit(run_train_bench(source, coverage, seed))  # type: ignore[arg-type]
@@ -88,16 +102,15 @@ def score(
 @app.command("ltv")
 def ltv(
     scenario: str = typer.Option("cdnow", "--scenario", help="cdnow"),
-    source: Path = typer.Option(
-        Path("../shared/data/cdnow/CDNOW_master.txt"), "--source", help="The CDNOW transaction log."
+    source: Path | None = typer.Option(
+        None, "--source", help="The CDNOW transaction log (default: found in ../shared)."
     ),
     chart: Path = typer.Option(Path("ltv-deciles.png"), "--chart", help="Decile chart (PNG)."),
 ) -> None:
     """Split-learning LTV (ZILN head) vs BG/NBD + Gamma-Gamma on the CDNOW omnichannel split."""
     if scenario != "cdnow":
         raise ConfigError("--scenario must be cdnow (uci-credit is `accord bench train`)")
-    if not source.exists():
-        raise ConfigError(f"{source} does not exist: give CDNOW_master.txt with --source")
+    source = _shared_or(source, "CDNOW_master.txt", *CDNOW_PARTS)
     from accord.scoring.ltv.experiment import run_ltv_experiment
 
     result = run_ltv_experiment(data_path=source, chart_path=chart)

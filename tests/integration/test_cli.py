@@ -156,3 +156,40 @@ def test_unreachable_coordinator_is_reported_plainly(tmp_path: Path) -> None:
         "registry", "show", "--pki", str(tmp_path / "pki" / "pay"), "--coordinator", "127.0.0.1:1"
     )
     assert_one_line_error(result, "unreachable")
+
+
+def test_bench_finds_the_shared_data_or_says_where_it_looked(tmp_path: Path) -> None:
+    import os
+
+    from accord.data.shared import find_shared
+
+    # from a folder with no ../shared the data are still found beside the checkout (or via
+    # ACCORD_SHARED, which the tests' own helpers also honour)
+    elsewhere = tmp_path / "work" / "here"
+    elsewhere.mkdir(parents=True)
+    old = Path.cwd()
+    try:
+        os.chdir(elsewhere)
+        found = find_shared("DESIGN.md")
+    finally:
+        os.chdir(old)
+    from helpers import SHARED
+
+    if (SHARED / "DESIGN.md").exists():
+        assert found == (SHARED / "DESIGN.md").resolve()
+    else:
+        assert found is None
+    env = {**os.environ, "ACCORD_SHARED": str(tmp_path / "nowhere")}
+    for bench, needle in (("ltv", "CDNOW_master.txt not found"), ("train", "UCI file not found")):
+        result = subprocess.run(
+            [sys.executable, "-m", "accord", "bench", bench],
+            capture_output=True,
+            text=True,
+            cwd=elsewhere,
+            env=env,
+            timeout=120,
+        )
+        assert_one_line_error(result, needle)
+        assert str(tmp_path / "nowhere") in result.stderr and "ACCORD_SHARED" in result.stderr
+    given = accord("bench", "ltv", "--source", str(tmp_path / "none.txt"))
+    assert_one_line_error(given, "does not exist")
