@@ -7,8 +7,10 @@ vector: BG/NBD + Gamma-Gamma fitted on its own log (for a customer only it serve
 customer's whole history). Fitted on one channel's population the estimate runs low, so the
 coordinator scales it with one number per channel: the labels of that channel's below-k training
 customers summed, over the channel's estimates for the same customers summed. The channel sends
-one sum over at least :data:`MIN_SCALE_CUSTOMERS` customers, never a per-customer value, and it
-learns no more than training already tells it (rows below k are never in a training round).
+one sum over at least :data:`MIN_SCALE_CUSTOMERS` customers, never a per-customer value. It
+learns little that training does not already show it: rows below k never enter a training
+round, so it sees which of its customers never train; being asked for the sum tells it which of
+those are below k rather than held out for evaluation.
 """
 
 from __future__ import annotations
