@@ -114,7 +114,10 @@ def test_ltv_trains_over_masked_sums_and_is_stored_with_its_spend_scale(
     held_by_app = sum(k is not None for k in data.keys["app"])
     assert held_by_app == len(scenario.purchase_logs()["app"].customers) - len(withheld["app"])
     link = DirectLink(participants(net))
-    model = TrainingRun(link, data, replace(LTV_SPLIT, rounds=12), seed=3).run()
+    # LTV_SPLIT's gentle learning rate was chosen for CDNOW's ~19k training customers over 20
+    # exchanges; this small network gets 12, so it learns faster to be judged on its ranking
+    quick = replace(LTV_SPLIT, rounds=12, local_epochs=2, learning_rate=3e-3)
+    model = TrainingRun(link, data, quick, seed=3).run()
     assert model.kind == "ltv" and model.model_id.startswith("ltv-")
     assert model.report.rounds == 12 and not model.report.dropped_nodes
     m = model.metrics
