@@ -220,7 +220,7 @@ def run_ltv_experiment(
 
 def _below_k(
     scenario: cdnow.LtvScenario,
-    rows_of: dict[str, np.ndarray],
+    model: FederatedLtv,
     labels: np.ndarray,
     train_rows: np.ndarray,
     test_rows: np.ndarray,
@@ -229,21 +229,17 @@ def _below_k(
     """The test cohort's answers: the federated model at k, the lone channel's own scaled
     BG/NBD + Gamma-Gamma below k (the channel-set prior where a channel has too few customers
     below k to form a group sum)."""
-    n = labels.size
-    holders = np.zeros(n, dtype=np.int64)
-    for rows in rows_of.values():
-        holders[rows] += 1
+    held = split_model.availability(model.parties)
+    lone = held.sum(axis=1) == 1
     answer = prediction.expected().copy()
     below = ~prediction.federated
-    estimates = own_channel_estimates(scenario.transactions, list(rows_of))
-    ids = scenario.label.index
+    estimates = own_channel_estimates(scenario.transactions, model.names)
     scales: dict[str, float] = {}
     answered = np.zeros(test_rows.size, dtype=bool)
-    for channel, rows in rows_of.items():
-        alone = np.zeros(n, dtype=bool)
-        alone[rows] = holders[rows] == 1
-        own = estimates[channel].reindex(ids).to_numpy(dtype=float)
-        alone &= np.isfinite(own)  # a customer the channel has no calibration purchase of
+    for j, channel in enumerate(model.names):
+        own = estimates[channel].reindex(scenario.label.index).to_numpy(dtype=float)
+        # only this channel holds them, and it has calibration purchases of them
+        alone = lone & held[:, j] & np.isfinite(own)
         fit = train_rows[alone[train_rows]]
         if fit.size < MIN_SCALE_CUSTOMERS:
             continue
@@ -314,9 +310,7 @@ def _run(
     masked = train_ltv_federated(own, rows_of, labels, train_rows, masked_config)
     masked_prediction = masked.predict(test_rows)
     masked_low, masked_high = masked_prediction.params.interval(0.8)
-    headline, below_k = _below_k(
-        scenario, rows_of, labels, train_rows, test_rows, masked_prediction
-    )
+    headline, below_k = _below_k(scenario, masked, labels, train_rows, test_rows, masked_prediction)
 
     federated = train_ltv_model(features, rows_of, labels, train_rows, config)
     fed_params = federated.predict(test_rows)

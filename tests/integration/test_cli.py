@@ -158,7 +158,9 @@ def test_unreachable_coordinator_is_reported_plainly(tmp_path: Path) -> None:
     assert_one_line_error(result, "unreachable")
 
 
-def test_bench_finds_the_shared_data_or_says_where_it_looked(tmp_path: Path) -> None:
+def test_bench_finds_the_shared_data_or_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     from accord.data.shared import find_shared
@@ -167,12 +169,9 @@ def test_bench_finds_the_shared_data_or_says_where_it_looked(tmp_path: Path) -> 
     # ACCORD_SHARED, which the tests' own helpers also honour)
     elsewhere = tmp_path / "work" / "here"
     elsewhere.mkdir(parents=True)
-    old = Path.cwd()
-    try:
-        os.chdir(elsewhere)
+    with monkeypatch.context() as m:
+        m.chdir(elsewhere)
         found = find_shared("DESIGN.md")
-    finally:
-        os.chdir(old)
     from helpers import SHARED
 
     if (SHARED / "DESIGN.md").exists():
