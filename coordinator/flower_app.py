@@ -43,6 +43,7 @@ from sqlalchemy import Engine, text
 from accord.audit import LedgerClient
 from accord.coordinator.flower_server import FlowerLink
 from accord.coordinator.model_store import save_model
+from accord.coordinator.own_spend import scales_for_model
 from accord.coordinator.training import NodeFailed, TrainingRun, load_training_set
 from accord.errors import ConfigError, NotFound
 from accord.node.ledger_writer import LedgerWriter
@@ -174,10 +175,16 @@ def train(config: Mapping[str, object], grid: Grid, flower_run_id: int) -> dict[
         link = TimedFlowerLink(grid, data.nodes, timeout_s)
         body["flower_nodes"] = {c: str(i) for c, i in link.node_ids.items()}
         model = TrainingRun(link, data, split, seed=seed, run_id=run_id, progress=progress).run()
+        scales = scales_for_model(engine, credentials, data, model)
         writer = LedgerWriter(credentials, endpoint, COORDINATOR)
         try:
             index = save_model(
-                engine, writer, model, alignment_run=alignment_run, consents_as_of=as_of
+                engine,
+                writer,
+                model,
+                alignment_run=alignment_run,
+                consents_as_of=as_of,
+                own_channel_scales=scales.scales,
             )
         finally:
             writer.close()
@@ -189,6 +196,7 @@ def train(config: Mapping[str, object], grid: Grid, flower_run_id: int) -> dict[
             consents_as_of=as_of,
             nodes=model.nodes,
             metrics=model.metrics,
+            own_channel_scales=scales.scales,
             dropped_nodes=list(model.report.dropped_nodes),
             report=model.report.to_dict(),
             exchanges=link.exchanges,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, insert, select
 from sqlmodel import Session
@@ -32,9 +33,14 @@ def save_model(
     *,
     alignment_run: str,
     consents_as_of: int,
+    own_channel_scales: Mapping[str, float] | None = None,
     clock: Clock = system_clock,
 ) -> int:
-    """Store the model and append a model.version record; return its ledger index."""
+    """Store the model and append a model.version record; return its ledger index.
+
+    ``own_channel_scales`` (LTV): each channel's factor for its own spend estimate, used when
+    that channel alone holds a customer (:mod:`accord.coordinator.own_spend`)."""
+    scales = {c: float(v) for c, v in (own_channel_scales or {}).items()}
     now = int(clock())
     body = {
         "model": model.model_id,
@@ -46,6 +52,8 @@ def save_model(
         "consentsAsOf": consents_as_of,
         "droppedNodes": model.report.dropped_nodes,
     }
+    if scales:
+        body["ownChannelScales"] = {c: round(v, 6) for c, v in sorted(scales.items())}
     (index,) = ledger.append([Record(COORDINATOR, "model.version", now, body)])
     with engine.begin() as conn:
         conn.execute(
@@ -65,6 +73,7 @@ def save_model(
                     "report": json.dumps(model.report.to_dict()),
                     "consents_as_of": consents_as_of,
                     "ledger_index": index,
+                    "own_channel_scales": json.dumps(scales),
                 }
             ],
         )
@@ -81,6 +90,7 @@ class LoadedModel(HeadCalibrated):
     calibrator: Calibrator | SpendScale
     metrics: dict[str, float]
     ledger_index: int | None
+    own_channel_scales: dict[str, float] = field(default_factory=dict)
 
 
 def load_model(engine: Engine, model_id: str | None = None, kind: str = "trust") -> LoadedModel:
@@ -110,4 +120,5 @@ def load_model(engine: Engine, model_id: str | None = None, kind: str = "trust")
         ),
         json.loads(row.metrics),
         row.ledger_index,
+        {str(c): float(v) for c, v in json.loads(row.own_channel_scales or "{}").items()},
     )

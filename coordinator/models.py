@@ -133,6 +133,9 @@ class ModelVersion(CoordinatorTable, table=True):
     report: str  # JSON run report (rounds, dropouts, bytes)
     consents_as_of: int = Field(sa_column=Column(BigInteger, nullable=False))
     ledger_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # LTV only, JSON {channel: factor}: how each channel's own spend estimate is scaled when
+    # it alone holds a customer (see accord.coordinator.own_spend); "{}" when none.
+    own_channel_scales: str = Field(default="{}")
 
 
 class PolicyVersion(CoordinatorTable, table=True):

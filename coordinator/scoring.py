@@ -19,7 +19,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +76,8 @@ class Answer:
     use_indexes: list[int] = field(default_factory=list)
     checkpoint: str = ""
     model: str = ""
-    ltv: tuple[float, float, float] | None = None  # expected spend, 80 % interval low, high
+    # expected spend, and its 80 % interval (none when one channel's own estimate answers)
+    ltv: tuple[float, float | None, float | None] | None = None
 
 
 class ScoringService:
@@ -251,7 +252,7 @@ class ScoringService:
             return None, "", "the customer revoked consent: no score, no use"
         peers = {n.channel: n.kx_key for n in view.nodes}
         nodes = {n: (peers[n], bytes(keys[n])) for n in model.nodes if n in keys and n in peers}
-        if len(nodes) < masking.MIN_NODES:
+        if len(nodes) < masking.MIN_NODES and not _answers_alone(model, nodes):
             return (
                 None,
                 "",
@@ -332,6 +333,8 @@ class ScoringService:
         )
         left_out = {n: _why(r) for n, r in checks.items() if n not in ready}
         total_nodes = len(model.nodes)
+        if len(ready) < masking.MIN_NODES and _answers_alone(model, ready):
+            return self._own_estimate(pending, presentations[ready[0]], ready[0], left_out)
         if len(ready) < masking.MIN_NODES:
             return Answer(
                 request_id,
@@ -419,6 +422,60 @@ class ScoringService:
             ltv,
         )
 
+    def _own_estimate(
+        self, pending: Pending, presentation: str, node: str, left_out: Mapping[str, str]
+    ) -> Answer:
+        """One channel alone could answer an LTV request: its own estimate, scaled by the
+        model's factor for it. No masked sum, so no embedding; no interval, since the channel's
+        own model gives an expectation only."""
+        model = self.model()
+        total_nodes = len(model.nodes)
+        reply = self._fan_out(
+            {
+                node: scoring_pb2.EmbedRequest(
+                    request_id=pending.request_id,
+                    sd_jwt=presentation,
+                    phase=scoring_pb2.EMBED_PHASE_OWN_ESTIMATE,
+                    purpose=pending.purpose,
+                )
+            }
+        )[node]
+        if not isinstance(reply, scoring_pb2.EmbedResponse):
+            return Answer(
+                pending.request_id,
+                False,
+                sources=[node],
+                model=model.model_id,
+                policy_version=self.policy.version,
+                explanation=(
+                    f"cannot score: {node}, the one source that could contribute, failed "
+                    f"({_why(reply)}); call Begin again"
+                ),
+            )
+        scale = model.own_channel_scales[node]
+        value = round(float(reply.own_estimate) * scale, 2)
+        decision = self.policy.decide(pending.touchpoint, None, value)
+        return Answer(
+            pending.request_id,
+            True,
+            None,
+            decision.action,
+            f"{self.policy.version} ({self.policy.digest[:12]})",
+            [node],
+            round(1 / total_nodes, 2),
+            (
+                f"LTV {value:,.2f} from 1 of {total_nodes} sources ({node}): {node}'s own "
+                f"estimate from its purchases, scaled by {scale:.3f}; no interval, and not the "
+                f"shared model, which needs {masking.MIN_NODES} sources so none is exposed"
+                f"{_left_out(left_out)}; policy rule {decision.rule!r} ({decision.because}) at "
+                f"touchpoint {pending.touchpoint!r}"
+            ),
+            [int(reply.use_index)],
+            self.ledger.checkpoint().note,
+            model.model_id,
+            (value, None, None),
+        )
+
     def probe(self) -> list[str]:
         """The floor: the same fan-out to the same nodes, doing no work (health checks)."""
         from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -433,6 +490,12 @@ class ScoringService:
         }
         results = _gather(futures, self.deadline)
         return [n.channel for n in nodes if not isinstance(results[n.channel], Exception)]
+
+
+def _answers_alone(model: LoadedModel, nodes: Collection[str]) -> bool:
+    """Whether the one node in ``nodes`` may answer alone: LTV models only, and only a channel
+    the model has a factor for (it released its group sum when the model was trained)."""
+    return model.kind == "ltv" and len(nodes) == 1 and next(iter(nodes)) in model.own_channel_scales
 
 
 def _gather(futures: Mapping[str, grpc.Future[Any]], deadline_s: float) -> dict[str, Any]:

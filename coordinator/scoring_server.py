@@ -52,11 +52,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
                 use_indexes=answer.use_indexes, checkpoint=answer.checkpoint
             ),
             model=answer.model,
-            **(
-                {"ltv": answer.ltv[0], "ltv_low": answer.ltv[1], "ltv_high": answer.ltv[2]}
-                if answer.ltv is not None
-                else {}
-            ),
+            **_ltv_fields(answer.ltv),
         )
 
     def Probe(
@@ -69,3 +65,11 @@ def add_scoring(server: grpc.Server, service: ScoringService) -> str:
     scoring_pb2_grpc.add_ScoringServicer_to_server(ScoringServicer(service), server)
     name: str = scoring_pb2.DESCRIPTOR.services_by_name["Scoring"].full_name
     return name
+
+
+def _ltv_fields(ltv: tuple[float, float | None, float | None] | None) -> dict[str, float]:
+    """The answer's LTV fields: the interval only when the answer has one."""
+    if ltv is None:
+        return {}
+    named = {"ltv": ltv[0], "ltv_low": ltv[1], "ltv_high": ltv[2]}
+    return {k: v for k, v in named.items() if v is not None}

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, text
 
 from accord.audit import LedgerClient
 from accord.coordinator.model_store import save_model
+from accord.coordinator.own_spend import OwnChannelScales, scales_for_model
 from accord.coordinator.simulation import partition_factory, train_in_simulation
 from accord.coordinator.training import TrainedModel, load_training_set
 from accord.errors import ConfigError, NotFound
@@ -92,6 +93,7 @@ class TrainResult:
     alignment_run: str
     ledger_index: int
     plot: Path | None
+    own_channel_scales: OwnChannelScales
 
 
 def _plot(model: TrainedModel, labels: np.ndarray, out: Path) -> Path | None:
@@ -154,9 +156,17 @@ def train_network(
         run_id=f"train-{np.random.default_rng().integers(1 << 62):x}",
         progress=progress,
     )
+    scales = scales_for_model(engine, credentials, data, model)
     writer = LedgerWriter(credentials, endpoint, COORDINATOR)
     try:
-        index = save_model(engine, writer, model, alignment_run=run, consents_as_of=as_of)
+        index = save_model(
+            engine,
+            writer,
+            model,
+            alignment_run=run,
+            consents_as_of=as_of,
+            own_channel_scales=scales.scales,
+        )
     finally:
         writer.close()
     plot = None
@@ -171,8 +181,9 @@ def train_network(
                     "ledgerIndex": index,
                     "metrics": model.metrics,
                     "report": model.report.to_dict(),
+                    "ownChannelScales": scales.scales,
                 },
                 indent=2,
             )
         )
-    return TrainResult(model, run, index, plot)
+    return TrainResult(model, run, index, plot, scales)

@@ -18,6 +18,7 @@ from accord.node.gate import ConsentGate
 from accord.node.keys import load_or_create_keys
 from accord.node.ledger_writer import LedgerWriter
 from accord.node.network_stop import NetworkStop
+from accord.node.own_spend import OwnSpend
 from accord.node.scoring import ScoringParticipant
 from accord.node.scoring_server import NodeScoringServicer
 from accord.node.server import registrar
@@ -122,6 +123,7 @@ def start_node(config: NodeConfig) -> RunningNode:
     book = ConsentBook(node.engine, config.channel, ledger, on_revoked=network.revoked)
     consent = ConsentServicer(book, ledger, node.coordinator_key)
     alignment_servicer = NodeAlignmentServicer(alignment, COORDINATOR, node.is_registered)
+    own_spend = OwnSpend(node.engine, config.channel, gate)
     server = create_server(
         config.listen,
         credentials,
@@ -142,9 +144,11 @@ def start_node(config: NodeConfig) -> RunningNode:
                     None,
                     node.coordinator_key,
                     peers_source=node.feature_peers,
+                    own_spend=own_spend,
                 ),
                 COORDINATOR,
             ),
+            own_spend,
         ),
     )
     running = RunningNode(config, node, server, ledger, book, gate, alignment)

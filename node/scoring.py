@@ -21,9 +21,10 @@ from accord.clock import Clock, system_clock
 from accord.credentials import ReplayCache, VerifiedCredential, verify
 from accord.crypto import masking
 from accord.crypto.keys import KeyAgreementKey, NoteVerifier
-from accord.errors import InvalidInput, NotPermitted
+from accord.errors import InvalidInput, NotFound, NotPermitted
 from accord.node.alignment import NodeAlignment
 from accord.node.gate import ConsentGate
+from accord.node.own_spend import OwnSpend
 
 if TYPE_CHECKING:  # torch loads with the first model a request needs, not at start-up
     from accord.node.training import KeptModel
@@ -33,6 +34,12 @@ if TYPE_CHECKING:  # torch loads with the first model a request needs, not at st
 class Embedded:
     masked: bytes
     dim: int
+    use_index: int
+
+
+@dataclass(frozen=True)
+class OwnEstimate:
+    value: float  # the channel's own expected spend, before the network's scale
     use_index: int
 
 
@@ -57,6 +64,7 @@ class ScoringParticipant:
         coordinator_key: NoteVerifier,
         clock: Clock = system_clock,
         peers_source: object = None,
+        own_spend: OwnSpend | None = None,
     ) -> None:
         self.engine = engine
         self.channel = channel
@@ -67,6 +75,7 @@ class ScoringParticipant:
         self._peers_source = peers_source  # callable giving peers' X25519 keys (registry)
         self.coordinator_key = coordinator_key
         self._clock = clock
+        self._own_spend = own_spend
         self._replay = ReplayCache()
         self._models: dict[str, KeptModel] = {}
         # presentations verified in CHECK, so COMPUTE (same bytes) does not verify them again
@@ -146,3 +155,17 @@ class ScoringParticipant:
             purpose=SCORE_PURPOSE,  # the masking domain of scoring rounds
         )
         return Embedded(masked.to_bytes(), int(embedding.shape[1]), rows.use_indexes[0])
+
+    def own_estimate(self, request_id: str, presentation: str, purpose: str) -> OwnEstimate:
+        """The channel's own spend estimate of the customer, for a request it alone serves.
+
+        The same credential checks and gate as :meth:`compute` (and the same replay phase: a
+        presentation computes once, either way); the coordinator asks only when no other node
+        passed CHECK, so no masked sum could answer."""
+        cred, local_ref = self._credential(presentation, purpose, "compute")
+        if cred.request_id != request_id:
+            raise InvalidInput("the credential belongs to another request")
+        if self._own_spend is None or not self._own_spend.has_model(cred.model):
+            raise NotFound(f"{self.channel} keeps no own spend model for {cred.model}")
+        rows = self.gate.require(purpose, request_id, local_ref)  # logs the use
+        return OwnEstimate(self._own_spend.estimate(cred.model, rows), rows.use_indexes[0])

@@ -33,7 +33,16 @@ class NodeScoringServicer(scoring_pb2_grpc.NodeScoringServicer):
             return scoring_pb2.EmbedResponse(
                 permitted=True, masked=done.masked, dim=done.dim, use_index=done.use_index
             )
-        raise InvalidInput("phase must be EMBED_PHASE_CHECK or EMBED_PHASE_COMPUTE")
+        if request.phase == scoring_pb2.EMBED_PHASE_OWN_ESTIMATE:
+            own = self._participant.own_estimate(
+                request.request_id, request.sd_jwt, request.purpose
+            )
+            return scoring_pb2.EmbedResponse(
+                permitted=True, own_estimate=own.value, use_index=own.use_index
+            )
+        raise InvalidInput(
+            "phase must be EMBED_PHASE_CHECK, EMBED_PHASE_COMPUTE or EMBED_PHASE_OWN_ESTIMATE"
+        )
 
 
 def add_node_scoring(server: grpc.Server, servicer: NodeScoringServicer) -> str:

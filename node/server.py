@@ -10,6 +10,7 @@ from accord.node.alignment import NodeAlignment
 from accord.node.alignment_server import NodeAlignmentServicer, add_node_alignment
 from accord.node.consent_server import ConsentServicer, add_consent
 from accord.node.gate import ConsentGate
+from accord.node.own_spend import OwnSpend
 from accord.node.scoring_server import NodeScoringServicer, add_node_scoring
 from accord.node.service import Node
 from accord.node.witness import Witness
@@ -22,11 +23,35 @@ from accord.rpc.tls import peer_party
 
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def __init__(
-        self, node: Node, gate: ConsentGate | None = None, alignment: NodeAlignment | None = None
+        self,
+        node: Node,
+        gate: ConsentGate | None = None,
+        alignment: NodeAlignment | None = None,
+        own_spend: OwnSpend | None = None,
     ) -> None:
         self._node = node
         self._gate = gate
         self._alignment = alignment
+        self._own_spend = own_spend
+
+    def OwnSpendSum(
+        self, request: node_pb2.OwnSpendSumRequest, context: grpc.ServicerContext
+    ) -> node_pb2.OwnSpendSumResponse:
+        reject_unknown_fields(request, "request")
+        caller = peer_party(context)
+        if caller != self._node.coordinator_party:
+            raise NotPermitted(f"only the coordinator asks for a group sum; {caller!r} may not")
+        if self._own_spend is None or self._node.role != "feature":
+            raise NotReady("this node keeps no own spend model: only channel nodes do")
+        done = self._own_spend.group_sum(
+            request.model, request.alignment_run, list(request.row_keys), request.horizon_days
+        )
+        return node_pb2.OwnSpendSumResponse(
+            estimate_sum=done.total,
+            customers=done.customers,
+            left_out=done.left_out,
+            fitted_on=done.fitted_on,
+        )
 
     def Compute(
         self, request: node_pb2.ComputeRequest, context: grpc.ServicerContext
@@ -108,11 +133,14 @@ def registrar(
     library: NodeAlignment | None = None,
     witness: Witness | None = None,
     scoring: NodeScoringServicer | None = None,
+    own_spend: OwnSpend | None = None,
 ) -> Registrar:
     """Adds the node's services to a server (see :func:`accord.rpc.server.create_server`)."""
 
     def add(server: grpc.Server) -> list[str]:
-        node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(node, gate, library), server)
+        node_pb2_grpc.add_NodeServiceServicer_to_server(
+            NodeServicer(node, gate, library, own_spend), server
+        )
         names = [
             node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
             add_consent(server, consent),

@@ -24,6 +24,7 @@ from accord.node.consent_server import ConsentServicer
 from accord.node.gate import ConsentGate
 from accord.node.keys import load_or_create_keys
 from accord.node.ledger_writer import batches
+from accord.node.own_spend import OwnSpend
 from accord.node.server import registrar
 from accord.node.service import Node
 from accord.node.training import TrainingParticipant
@@ -117,7 +118,14 @@ def build(
         server = create_server(
             "127.0.0.1:0",
             creds,
-            registrar(node, ConsentServicer(book, writer, node.coordinator_key), servicer),
+            registrar(
+                node,
+                ConsentServicer(book, writer, node.coordinator_key),
+                servicer,
+                gate,
+                alignment,
+                own_spend=OwnSpend(engine, channel, gate),
+            ),
         )  # type: ignore[arg-type]
         parts = NodeParts(channel, node, book, gate, alignment, server)
         network.nodes[channel] = parts

@@ -47,12 +47,15 @@ def score(
     table = Table.grid(padding=(0, 2))
     if answer.HasField("trust"):
         table.add_row("trust", f"[bold]{answer.trust:g}[/bold] / 100")
-    if answer.HasField("ltv"):
+    if answer.HasField("ltv") and answer.HasField("ltv_low"):
         table.add_row(
             "LTV",
             f"[bold]{answer.ltv:,.2f}[/bold] (80 % interval {answer.ltv_low:,.2f}"
             f"-{answer.ltv_high:,.2f})",
         )
+    elif answer.HasField("ltv"):
+        only = answer.sources[0] if answer.sources else "one source"
+        table.add_row("LTV", f"[bold]{answer.ltv:,.2f}[/bold] ({only}'s own estimate, scaled)")
     table.add_row("action", f"[bold green]{answer.action}[/bold green]")
     table.add_row("sources", ", ".join(answer.sources))
     table.add_row("confidence", f"{answer.confidence:.0%}")

@@ -103,6 +103,10 @@ def train(
     table.add_row("rounds (exchanges)", str(model.report.rounds))
     table.add_row("rounds redone", str(model.report.redone_rounds))
     table.add_row("dropped nodes", ", ".join(model.report.dropped_nodes) or "none")
+    if model.kind == "ltv":
+        table.add_row(
+            "below k: own estimate × factor", result.own_channel_scales.summary() or "none"
+        )
     table.add_row("bytes up / down", f"{model.report.bytes_up:,} / {model.report.bytes_down:,}")
     table.add_row("seconds", f"{model.report.seconds:.1f}")
     console.print(table)

@@ -236,3 +236,69 @@ class IssueTokenResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IssueTokenResponse: _TypeAlias = IssueTokenResponse  # noqa: Y015
+
+@_typing.final
+class OwnSpendSumRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    ALIGNMENT_RUN_FIELD_NUMBER: _builtins.int
+    ROW_KEYS_FIELD_NUMBER: _builtins.int
+    HORIZON_DAYS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """The LTV model the channel's own estimates will serve (one group sum per model)."""
+    alignment_run: _builtins.str
+    horizon_days: _builtins.int
+    """The label's horizon: the estimates are expected spend over this many days."""
+    @_builtins.property
+    def row_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """This node's row keys of training customers no other channel holds (at least 100)."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        alignment_run: _builtins.str = ...,
+        row_keys: _abc.Iterable[_builtins.bytes] | None = ...,
+        horizon_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alignment_run", b"alignment_run", "horizon_days", b"horizon_days", "model", b"model", "row_keys", b"row_keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OwnSpendSumRequest: _TypeAlias = OwnSpendSumRequest  # noqa: Y015
+
+@_typing.final
+class OwnSpendSumResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESTIMATE_SUM_FIELD_NUMBER: _builtins.int
+    CUSTOMERS_FIELD_NUMBER: _builtins.int
+    LEFT_OUT_FIELD_NUMBER: _builtins.int
+    FITTED_ON_FIELD_NUMBER: _builtins.int
+    estimate_sum: _builtins.float
+    """The sum of the channel's own estimates over the customers it covers."""
+    customers: _builtins.int
+    fitted_on: _builtins.int
+    """How many of its consented customers the channel fitted its own model on."""
+    @_builtins.property
+    def left_out(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Named row keys the sum leaves out: their consent no longer covers model training."""
+
+    def __init__(
+        self,
+        *,
+        estimate_sum: _builtins.float = ...,
+        customers: _builtins.int = ...,
+        left_out: _abc.Iterable[_builtins.bytes] | None = ...,
+        fitted_on: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customers", b"customers", "estimate_sum", b"estimate_sum", "fitted_on", b"fitted_on", "left_out", b"left_out"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OwnSpendSumResponse: _TypeAlias = OwnSpendSumResponse  # noqa: Y015

@@ -55,6 +55,11 @@ class NodeServiceStub:
                 request_serializer=accord_dot_v1_dot_node__pb2.GetNodeInfoRequest.SerializeToString,
                 response_deserializer=accord_dot_v1_dot_node__pb2.NodeInfo.FromString,
                 _registered_method=True)
+        self.OwnSpendSum = channel.unary_unary(
+                '/accord.v1.NodeService/OwnSpendSum',
+                request_serializer=accord_dot_v1_dot_node__pb2.OwnSpendSumRequest.SerializeToString,
+                response_deserializer=accord_dot_v1_dot_node__pb2.OwnSpendSumResponse.FromString,
+                _registered_method=True)
         self.UpdateRegistry = channel.unary_unary(
                 '/accord.v1.NodeService/UpdateRegistry',
                 request_serializer=accord_dot_v1_dot_registry__pb2.SignedRegistry.SerializeToString,
@@ -93,6 +98,17 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OwnSpendSum(self, request, context):
+        """From the coordinator, after an LTV model is trained: fit the channel's own BG/NBD +
+        Gamma-Gamma on its consented customers (purpose model-training, through the gate), keep it
+        for that model, and release one sum of its estimates over a group of training customers.
+        INVALID_ARGUMENT for fewer than 100 keys or keys not in the run; ALREADY_EXISTS for a second
+        sum for the same model; FAILED_PRECONDITION when fewer than 100 may be used now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateRegistry(self, request, context):
         """The coordinator pushes a newer signed registry. The node verifies the signature against
         the coordinator key it was provisioned with and refuses anything that does not verify.
@@ -123,6 +139,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.GetNodeInfo,
                     request_deserializer=accord_dot_v1_dot_node__pb2.GetNodeInfoRequest.FromString,
                     response_serializer=accord_dot_v1_dot_node__pb2.NodeInfo.SerializeToString,
+            ),
+            'OwnSpendSum': grpc.unary_unary_rpc_method_handler(
+                    servicer.OwnSpendSum,
+                    request_deserializer=accord_dot_v1_dot_node__pb2.OwnSpendSumRequest.FromString,
+                    response_serializer=accord_dot_v1_dot_node__pb2.OwnSpendSumResponse.SerializeToString,
             ),
             'UpdateRegistry': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateRegistry,
@@ -238,6 +259,33 @@ class NodeService:
             '/accord.v1.NodeService/GetNodeInfo',
             accord_dot_v1_dot_node__pb2.GetNodeInfoRequest.SerializeToString,
             accord_dot_v1_dot_node__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OwnSpendSum(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.v1.NodeService/OwnSpendSum',
+            accord_dot_v1_dot_node__pb2.OwnSpendSumRequest.SerializeToString,
+            accord_dot_v1_dot_node__pb2.OwnSpendSumResponse.FromString,
             options,
             channel_credentials,
             insecure,

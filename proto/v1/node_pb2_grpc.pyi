@@ -41,6 +41,13 @@ class NodeServiceStub:
     Refused with PERMISSION_DENIED when no valid consent covers the purpose.
     """
     GetNodeInfo: _grpc.UnaryUnaryMultiCallable[_node_pb2.GetNodeInfoRequest, _node_pb2.NodeInfo]
+    OwnSpendSum: _grpc.UnaryUnaryMultiCallable[_node_pb2.OwnSpendSumRequest, _node_pb2.OwnSpendSumResponse]
+    """From the coordinator, after an LTV model is trained: fit the channel's own BG/NBD +
+    Gamma-Gamma on its consented customers (purpose model-training, through the gate), keep it
+    for that model, and release one sum of its estimates over a group of training customers.
+    INVALID_ARGUMENT for fewer than 100 keys or keys not in the run; ALREADY_EXISTS for a second
+    sum for the same model; FAILED_PRECONDITION when fewer than 100 may be used now.
+    """
     UpdateRegistry: _grpc.UnaryUnaryMultiCallable[_registry_pb2.SignedRegistry, _node_pb2.UpdateRegistryResponse]
     """The coordinator pushes a newer signed registry. The node verifies the signature against
     the coordinator key it was provisioned with and refuses anything that does not verify.
@@ -58,6 +65,13 @@ class NodeServiceAsyncStub(NodeServiceStub):
     Refused with PERMISSION_DENIED when no valid consent covers the purpose.
     """
     GetNodeInfo: _aio.UnaryUnaryMultiCallable[_node_pb2.GetNodeInfoRequest, _node_pb2.NodeInfo]  # type: ignore[assignment]
+    OwnSpendSum: _aio.UnaryUnaryMultiCallable[_node_pb2.OwnSpendSumRequest, _node_pb2.OwnSpendSumResponse]  # type: ignore[assignment]
+    """From the coordinator, after an LTV model is trained: fit the channel's own BG/NBD +
+    Gamma-Gamma on its consented customers (purpose model-training, through the gate), keep it
+    for that model, and release one sum of its estimates over a group of training customers.
+    INVALID_ARGUMENT for fewer than 100 keys or keys not in the run; ALREADY_EXISTS for a second
+    sum for the same model; FAILED_PRECONDITION when fewer than 100 may be used now.
+    """
     UpdateRegistry: _aio.UnaryUnaryMultiCallable[_registry_pb2.SignedRegistry, _node_pb2.UpdateRegistryResponse]  # type: ignore[assignment]
     """The coordinator pushes a newer signed registry. The node verifies the signature against
     the coordinator key it was provisioned with and refuses anything that does not verify.
@@ -96,6 +110,19 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _node_pb2.GetNodeInfoRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.NodeInfo, _abc.Awaitable[_node_pb2.NodeInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def OwnSpendSum(
+        self,
+        request: _node_pb2.OwnSpendSumRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.OwnSpendSumResponse, _abc.Awaitable[_node_pb2.OwnSpendSumResponse]]:
+        """From the coordinator, after an LTV model is trained: fit the channel's own BG/NBD +
+        Gamma-Gamma on its consented customers (purpose model-training, through the gate), keep it
+        for that model, and release one sum of its estimates over a group of training customers.
+        INVALID_ARGUMENT for fewer than 100 keys or keys not in the run; ALREADY_EXISTS for a second
+        sum for the same model; FAILED_PRECONDITION when fewer than 100 may be used now.
+        """
 
     @_abc_1.abstractmethod
     def UpdateRegistry(

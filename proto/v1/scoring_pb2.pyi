@@ -38,6 +38,11 @@ class _EmbedPhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EmbedPhase
     """Verify the credential and the consent gate; compute nothing, log nothing."""
     EMBED_PHASE_COMPUTE: _EmbedPhase.ValueType  # 2
     """Compute the embedding, mask it for the participants, log the use."""
+    EMBED_PHASE_OWN_ESTIMATE: _EmbedPhase.ValueType  # 3
+    """LTV models only, when this node alone passed CHECK: compute the channel's own spend
+    estimate of the customer (no embedding), log the use. NOT_FOUND when the node keeps no own
+    spend model for the credential's model.
+    """
 
 class EmbedPhase(_EmbedPhase, metaclass=_EmbedPhaseEnumTypeWrapper):
     """--- each feature node ------------------------------------------------------------------"""
@@ -47,6 +52,11 @@ EMBED_PHASE_CHECK: EmbedPhase.ValueType  # 1
 """Verify the credential and the consent gate; compute nothing, log nothing."""
 EMBED_PHASE_COMPUTE: EmbedPhase.ValueType  # 2
 """Compute the embedding, mask it for the participants, log the use."""
+EMBED_PHASE_OWN_ESTIMATE: EmbedPhase.ValueType  # 3
+"""LTV models only, when this node alone passed CHECK: compute the channel's own spend
+estimate of the customer (no embedding), log the use. NOT_FOUND when the node keeps no own
+spend model for the credential's model.
+"""
 Global___EmbedPhase: _TypeAlias = EmbedPhase  # noqa: Y015
 
 @_typing.final
@@ -241,6 +251,8 @@ class ScoreResponse(_message.Message):
     ltv: _builtins.float
     """Set when the network's model is an LTV model: the expected spend over the label's horizon
     (in the label's currency) and the central 80 % interval of the predicted distribution.
+    When one channel alone holds (or could contribute for) the customer, ltv is that channel's
+    own estimate scaled by the network's factor for it, and the interval is unset.
     """
     ltv_low: _builtins.float
     ltv_high: _builtins.float
@@ -368,12 +380,15 @@ class EmbedResponse(_message.Message):
     MASKED_FIELD_NUMBER: _builtins.int
     DIM_FIELD_NUMBER: _builtins.int
     USE_INDEX_FIELD_NUMBER: _builtins.int
+    OWN_ESTIMATE_FIELD_NUMBER: _builtins.int
     permitted: _builtins.bool
     """CHECK: whether this node may contribute (a valid consent covers the purpose)."""
     masked: _builtins.bytes
     """COMPUTE: the masked embedding (little-endian uint64 words) and its shape."""
     dim: _builtins.int
     use_index: _builtins.int
+    own_estimate: _builtins.float
+    """OWN_ESTIMATE: the channel's own expected spend of the customer, unscaled."""
     def __init__(
         self,
         *,
@@ -381,10 +396,11 @@ class EmbedResponse(_message.Message):
         masked: _builtins.bytes = ...,
         dim: _builtins.int = ...,
         use_index: _builtins.int = ...,
+        own_estimate: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dim", b"dim", "masked", b"masked", "permitted", b"permitted", "use_index", b"use_index"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dim", b"dim", "masked", b"masked", "own_estimate", b"own_estimate", "permitted", b"permitted", "use_index", b"use_index"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

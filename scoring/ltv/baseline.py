@@ -14,8 +14,10 @@ depend on that helper's pandas idioms.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +26,7 @@ import pandas as pd
 from accord.data.cdnow import CALIBRATION_END, HOLDOUT_DAYS
 from accord.errors import InvalidInput
 
-__all__ = ["BtydBaseline", "fit_btyd_baseline", "rfm_summary"]
+__all__ = ["BtydBaseline", "BtydModel", "fit_btyd", "fit_btyd_baseline", "rfm_summary"]
 
 
 def rfm_summary(transactions: pd.DataFrame, end: dt.date = CALIBRATION_END) -> pd.DataFrame:
@@ -53,6 +55,83 @@ def rfm_summary(transactions: pd.DataFrame, end: dt.date = CALIBRATION_END) -> p
 
 
 @dataclass(frozen=True)
+class BtydModel:
+    """Fitted BG/NBD and Gamma-Gamma parameters: enough to predict for any RFM summary later
+    (a node keeps these, not its customers' summaries)."""
+
+    bgnbd_params: dict[str, float]  # r, alpha, a, b
+    gamma_gamma_params: dict[str, float]  # p, q, v
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        return {"bgnbd": dict(self.bgnbd_params), "gammaGamma": dict(self.gamma_gamma_params)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, dict[str, float]]) -> BtydModel:
+        try:
+            bgnbd = {k: float(raw["bgnbd"][k]) for k in ("r", "alpha", "a", "b")}
+            gg = {k: float(raw["gammaGamma"][k]) for k in ("p", "q", "v")}
+        except (KeyError, TypeError, ValueError) as err:
+            raise InvalidInput(f"not a BG/NBD + Gamma-Gamma parameter set: {err}") from err
+        return cls(bgnbd, gg)
+
+    def predict(
+        self, summary: pd.DataFrame, horizon_days: int = HOLDOUT_DAYS
+    ) -> tuple[pd.Series, pd.Series]:
+        """(expected purchase days in the next ``horizon_days``, expected spend per purchase
+        day) for every row of an RFM ``summary``."""
+        with _quiet():
+            from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+            bgf = BetaGeoFitter()
+            bgf.params_ = pd.Series(self.bgnbd_params)
+            ggf = GammaGammaFitter()
+            ggf.params_ = pd.Series(self.gamma_gamma_params)
+            purchases = bgf.conditional_expected_number_of_purchases_up_to_time(
+                horizon_days, summary["frequency"], summary["recency"], summary["T"]
+            )
+            day_spend = ggf.conditional_expected_average_profit(
+                summary["frequency"], summary["monetary_value"]
+            )
+        index = summary.index
+        expected_purchases = pd.Series(np.asarray(purchases, dtype=float), index=index)
+        expected_day_spend = pd.Series(np.asarray(day_spend, dtype=float), index=index)
+        if not (np.isfinite(expected_purchases).all() and np.isfinite(expected_day_spend).all()):
+            raise InvalidInput("the BG/NBD + Gamma-Gamma fit did not give finite predictions")
+        return expected_purchases, expected_day_spend
+
+    def predicted_spend(self, summary: pd.DataFrame, horizon_days: int = HOLDOUT_DAYS) -> pd.Series:
+        purchases, day_spend = self.predict(summary, horizon_days)
+        return (purchases * day_spend).rename("predicted")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # lifetimes 0.11.3 predates numpy 2 and pandas 3 and warns about their deprecations.
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        yield
+
+
+def fit_btyd(summary: pd.DataFrame, penalizer: float = 0.0) -> BtydModel:
+    """Fit BG/NBD on every row of an RFM ``summary`` and Gamma-Gamma on its repeat buyers."""
+    repeaters = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
+    if len(repeaters) < 10:
+        raise InvalidInput("Gamma-Gamma needs at least 10 customers with repeat purchases")
+    with _quiet():
+        from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+        bgf = BetaGeoFitter(penalizer_coef=penalizer)
+        bgf.fit(summary["frequency"], summary["recency"], summary["T"])
+        ggf = GammaGammaFitter(penalizer_coef=penalizer)
+        ggf.fit(repeaters["frequency"], repeaters["monetary_value"])
+    return BtydModel(
+        {k: float(v) for k, v in bgf.params_.items()},
+        {k: float(v) for k, v in ggf.params_.items()},
+    )
+
+
+@dataclass(frozen=True)
 class BtydBaseline:
     """A fitted BG/NBD + Gamma-Gamma pair and its predictions for every customer."""
 
@@ -72,33 +151,11 @@ def fit_btyd_baseline(
     """Fit BG/NBD + Gamma-Gamma on ``transactions`` up to ``end`` (channels merged) and predict
     the spend of the next ``horizon_days`` days for every customer."""
     summary = rfm_summary(transactions, end)
-    repeaters = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
-    if len(repeaters) < 10:
-        raise InvalidInput("Gamma-Gamma needs at least 10 customers with repeat purchases")
-    with warnings.catch_warnings():
-        # lifetimes 0.11.3 predates numpy 2 and pandas 3 and warns about their deprecations.
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        warnings.simplefilter("ignore", category=FutureWarning)
-        from lifetimes import BetaGeoFitter, GammaGammaFitter
-
-        bgf = BetaGeoFitter(penalizer_coef=penalizer)
-        bgf.fit(summary["frequency"], summary["recency"], summary["T"])
-        ggf = GammaGammaFitter(penalizer_coef=penalizer)
-        ggf.fit(repeaters["frequency"], repeaters["monetary_value"])
-        purchases = bgf.conditional_expected_number_of_purchases_up_to_time(
-            horizon_days, summary["frequency"], summary["recency"], summary["T"]
-        )
-        day_spend = ggf.conditional_expected_average_profit(
-            summary["frequency"], summary["monetary_value"]
-        )
-    index = summary.index
-    expected_purchases = pd.Series(np.asarray(purchases, dtype=float), index=index)
-    expected_day_spend = pd.Series(np.asarray(day_spend, dtype=float), index=index)
-    if not (np.isfinite(expected_purchases).all() and np.isfinite(expected_day_spend).all()):
-        raise InvalidInput("the BG/NBD + Gamma-Gamma fit did not converge to finite predictions")
+    model = fit_btyd(summary, penalizer)
+    expected_purchases, expected_day_spend = model.predict(summary, horizon_days)
     return BtydBaseline(
-        bgnbd_params={k: float(v) for k, v in bgf.params_.items()},
-        gamma_gamma_params={k: float(v) for k, v in ggf.params_.items()},
+        bgnbd_params=model.bgnbd_params,
+        gamma_gamma_params=model.gamma_gamma_params,
         predicted=(expected_purchases * expected_day_spend).rename("predicted"),
         expected_purchases=expected_purchases,
         expected_day_spend=expected_day_spend,

@@ -23,7 +23,16 @@ from accord.errors import InvalidInput
 from accord.scoring.ltv.baseline import fit_btyd_baseline
 from accord.scoring.split_model import TooFewSources
 
-__all__ = ["MIN_SCALE_CUSTOMERS", "fallback_scale", "own_channel_estimates"]
+__all__ = [
+    "MIN_SCALE_CUSTOMERS",
+    "RFM_INPUTS",
+    "fallback_scale",
+    "own_channel_estimates",
+    "rfm_from_features",
+]
+
+RFM_INPUTS = ("purchase_days", "active_span_days", "tenure_days", "spend", "first_day_spend")
+"""The purchase features (:mod:`accord.data.purchase_features`) an RFM summary derives from."""
 
 MIN_SCALE_CUSTOMERS = 100
 """A channel's sum of estimates covers at least this many customers, so it describes a group."""
@@ -58,3 +67,30 @@ def fallback_scale(estimates: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     if not np.isfinite(total) or total <= 0:
         raise InvalidInput("the channel's estimates must be finite and sum to more than zero")
     return float(y.sum()) / total
+
+
+def rfm_from_features(features: pd.DataFrame) -> pd.DataFrame:
+    """The daily RFM summary (``frequency, recency, T, monetary_value``) of customers described
+    by their purchase features, equal to :func:`~accord.scoring.ltv.baseline.rfm_summary` of the
+    log they came from. A node holds these features (derived inside its consent gate), not the
+    log, when it fits or applies its own model."""
+    missing = [c for c in RFM_INPUTS if c not in features.columns]
+    if missing:
+        raise InvalidInput(
+            f"purchase features {', '.join(missing)} are missing: only a node with a purchase "
+            "log can estimate spend on its own"
+        )
+    x = features[list(RFM_INPUTS)].astype(float)
+    if not np.isfinite(x.to_numpy()).all():
+        raise InvalidInput("some customers have no purchase before the cut-off")
+    repeats = x["purchase_days"] - 1
+    monetary = ((x["spend"] - x["first_day_spend"]) / repeats.where(repeats > 0)).fillna(0.0)
+    return pd.DataFrame(
+        {
+            "frequency": repeats,
+            "recency": x["active_span_days"],
+            "T": x["tenure_days"],
+            "monetary_value": monetary,
+        },
+        index=features.index,
+    )

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from helpers import make_pki
@@ -20,12 +21,18 @@ from sqlalchemy import text
 
 from accord.consent.events import Record, decode
 from accord.coordinator.model_store import load_model, save_model
+from accord.coordinator.own_spend import grpc_asker, lone_training_rows, own_channel_scales
 from accord.coordinator.training import TrainingRun, load_training_set
 from accord.data import cdnow
 from accord.data.purchase_features import FEATURES, purchase_features
 from accord.node.gate import subject_access
+from accord.node.own_spend import OwnSpend
 from accord.node.training import GatedStoreData, SqlStateStore, TrainingParticipant
+from accord.proto.v1 import node_pb2, node_pb2_grpc
+from accord.rpc.tls import PartyCredentials
 from accord.scoring import ziln
+from accord.scoring.ltv.baseline import fit_btyd
+from accord.scoring.ltv.fallback import MIN_SCALE_CUSTOMERS, rfm_from_features
 from accord.scoring.ltv.federated import LTV_SPLIT
 
 TRAIN = ("model-training",)
@@ -140,3 +147,80 @@ def test_ltv_trains_over_masked_sums_and_is_stored_with_its_spend_scale(
     record = decode(entry.data)
     assert isinstance(record, Record) and record.kind == "model.version"
     assert record.body["kind"] == "ltv" and record.body["metrics"]["gini"] > 0.3
+
+
+def test_a_lone_channel_releases_one_group_sum_that_scales_its_own_estimates(
+    network: tuple[Network, str, dict[str, set[str]]],
+    scenario: cdnow.LtvScenario,
+    tmp_path: Path,
+) -> None:
+    """Below k, each channel answers with its own BG/NBD + Gamma-Gamma; the coordinator's
+    factor for it comes from one sum the channel releases over mTLS, once per model."""
+    net, run, withheld = network
+    data = load_training_set(net.ledger.store.engine, run, holdout=0.2)
+    creds = PartyCredentials.load(tmp_path / "pki" / "coordinator")
+    ask = grpc_asker(creds, {c: p.endpoint for c, p in net.nodes.items()})
+    lone = lone_training_rows(data)
+    assert all(rows.size >= MIN_SCALE_CUSTOMERS for rows in lone.values())
+    got = own_channel_scales(data, "ltv-own-test", ask, horizon_days=cdnow.HOLDOUT_DAYS)
+    assert got.skipped == {} and set(got.scales) == set(CHANNELS)
+    assert got.customers == {c: int(rows.size) for c, rows in lone.items()}
+
+    # web's factor, recomputed without the node: its own model fitted on its whole log (every
+    # web customer consented), summed over the training customers only web holds
+    log = scenario.purchase_logs()["web"]
+    features = purchase_features(log.purchases, cdnow.CALIBRATION_END, key="local_ref")
+    summary = rfm_from_features(features)
+    predicted = fit_btyd(summary).predicted_spend(summary, cdnow.HOLDOUT_DAYS)
+    web = net.nodes["web"]
+    refs = [web.alignment.local_ref(run, data.keys["web"][r]) for r in lone["web"]]  # type: ignore[arg-type]
+    expected = float(data.labels[lone["web"]].sum()) / float(predicted.loc[refs].sum())
+    assert got.scales["web"] == pytest.approx(expected, rel=1e-9)
+    assert 0.2 < got.scales["web"] < 5
+
+    # the fit used every consented customer through the gate: one data use each (app's
+    # withheld customers are not among them)
+    for channel, parts in net.nodes.items():
+        if channel == "label":
+            continue
+        with parts.node.engine.connect() as conn:
+            used = conn.execute(
+                text("SELECT COUNT(*) FROM data_use WHERE session = 'own-spend:ltv-own-test'")
+            ).scalar()
+        customers = scenario.purchase_logs()[channel].customers
+        assert used == len(set(customers) - withheld.get(channel, set()))
+
+    # a scoring request applies the kept parameters to the one customer the gate released
+    kept = OwnSpend(web.node.engine, "web", web.gate)
+    released = web.gate.require("model-training", "score-1", refs[0])
+    assert kept.estimate("ltv-own-test", released) == pytest.approx(predicted.loc[refs[0]])
+
+    # one sum per model: a second, differing by one customer, is refused and changes nothing
+    request = node_pb2.OwnSpendSumRequest(
+        model="ltv-own-test",
+        alignment_run=run,
+        row_keys=[data.keys["web"][r] for r in lone["web"][1:]],
+        horizon_days=cdnow.HOLDOUT_DAYS,
+    )
+    with pytest.raises(grpc.RpcError) as again:
+        ask("web", request)
+    assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "one per model" in again.value.details()
+    # fewer than the minimum: INVALID_ARGUMENT, and no model is kept for the new id
+    few = node_pb2.OwnSpendSumRequest(
+        model="ltv-few",
+        alignment_run=run,
+        row_keys=list(request.row_keys[: MIN_SCALE_CUSTOMERS - 1]),
+        horizon_days=cdnow.HOLDOUT_DAYS,
+    )
+    with pytest.raises(grpc.RpcError) as small:
+        ask("web", few)
+    assert small.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"at least {MIN_SCALE_CUSTOMERS}" in small.value.details()
+    assert not kept.has_model("ltv-few")
+    # only the coordinator may ask
+    app_creds = PartyCredentials.load(tmp_path / "pki" / "app")
+    with app_creds.channel(web.endpoint, "web") as channel:
+        with pytest.raises(grpc.RpcError) as denied:
+            node_pb2_grpc.NodeServiceStub(channel).OwnSpendSum(few, timeout=10)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
