@@ -71,7 +71,8 @@ class OwnSpend:
         self.channel = channel
         self.gate = gate
         self._clock = clock
-        self._lock = threading.Lock()  # one fit at a time: a second sum must see the first
+        self._fitting = threading.Lock()  # one fit at a time: a second sum must see the first
+        self._lock = threading.Lock()  # the kept parameters (scoring never waits for a fit)
         self._kept: dict[str, tuple[BtydModel, int]] = {}
 
     def _check(self, model_id: str, alignment_run: str, row_keys: Sequence[bytes]) -> None:
@@ -101,7 +102,7 @@ class OwnSpend:
         self._check(model_id, alignment_run, row_keys)
         if not 1 <= horizon_days <= MAX_HORIZON_DAYS:
             raise InvalidInput(f"horizon_days must be 1-{MAX_HORIZON_DAYS}")
-        with self._lock:
+        with self._fitting:
             with Session(self.engine) as session:
                 if session.get(OwnSpendModel, model_id) is not None:
                     raise Conflict(
