@@ -1,12 +1,12 @@
 """After an LTV model is trained: each channel's factor for its own spend estimates.
 
 The federated model answers only over masked sums of at least two channels (P2), so for a
-customer one channel alone holds, that channel answers with its own BG/NBD + Gamma-Gamma
-(:mod:`accord.node.own_spend`). Fitted on one channel's population, such an estimate runs low;
-the coordinator scales it with one factor per channel: the labels it already holds for that
-channel's below-k training customers, summed, over the one sum of the channel's estimates for
-the same customers. The channel releases that sum once per model, over at least
-``MIN_SCALE_CUSTOMERS`` customers, never a per-customer value.
+customer one channel alone holds, that channel answers with its own spend model (BG/NBD and
+Gamma-Gamma on its own purchases, :mod:`accord.node.own_spend`). Fitted on one channel's
+population, such an estimate runs low; the coordinator scales it with one factor per channel:
+the labels it already holds for that channel's below-k training customers, summed, over the
+one sum of the channel's estimates for the same customers. The channel releases that sum once
+per model, over at least ``MIN_SCALE_CUSTOMERS`` customers, never a per-customer value.
 """
 
 from __future__ import annotations

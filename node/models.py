@@ -188,16 +188,17 @@ class PurchaseWindow(NodeTable, table=True):
     as_of_day: int = Field(sa_column=Column(BigInteger, nullable=False))  # days since 1970-01-01
 
 
-class OwnSpendModel(NodeTable, table=True):
-    """This channel's own BG/NBD + Gamma-Gamma parameters for one LTV model of the network,
-    fitted on its consented customers' purchase features: how it answers alone for a customer
-    no other channel holds. Parameters only, never a customer's summary."""
+class OwnSpendRow(NodeTable, table=True):
+    """This channel's own spend model (BG/NBD, Gamma-Gamma and exponent parameters, see
+    :mod:`accord.scoring.ltv.fallback`) for one LTV model of the network, fitted on its
+    consented customers' purchase features: how it answers alone for a customer no other
+    channel holds. Parameters only, never a customer's summary."""
 
     __tablename__ = "own_spend_model"
 
     model_id: str = Field(primary_key=True, max_length=64)
     alignment_run: str = Field(max_length=64)
-    params: str  # JSON: {"bgnbd": {...}, "gammaGamma": {...}}
+    params: str  # JSON: {"bgnbd": {...}, "gammaGamma": {...}, "exponent": ...}
     horizon_days: int
     customers: int  # how many customers the fit saw
     # the one group sum this node released for the model: how many customers it covered

@@ -30,13 +30,13 @@ from sqlmodel import Session
 from accord.clock import Clock, system_clock
 from accord.errors import Conflict, InvalidInput, NotFound, NotReady
 from accord.node.gate import ConsentedRows, ConsentGate
-from accord.node.models import OwnSpendModel
+from accord.node.models import OwnSpendRow
 from accord.rowkeys import ROW_KEY_BYTES
 
 if TYPE_CHECKING:  # pandas and the fitters load with the first fit, not at start-up
     import pandas as pd
 
-    from accord.scoring.ltv.baseline import BtydModel
+    from accord.scoring.ltv.fallback import OwnSpendModel
 
 FIT_PURPOSE = "model-training"
 MAX_GROUP = 1_000_000
@@ -73,7 +73,7 @@ class OwnSpend:
         self._clock = clock
         self._fitting = threading.Lock()  # one fit at a time: a second sum must see the first
         self._lock = threading.Lock()  # the kept parameters (scoring never waits for a fit)
-        self._kept: dict[str, tuple[BtydModel, int]] = {}
+        self._kept: dict[str, tuple[OwnSpendModel, int]] = {}
 
     def _check(self, model_id: str, alignment_run: str, row_keys: Sequence[bytes]) -> None:
         if not 1 <= len(model_id) <= 64 or not 1 <= len(alignment_run) <= 64:
@@ -96,15 +96,14 @@ class OwnSpend:
         """Fit this channel's own model for ``model_id`` and sum its estimates over
         ``row_keys`` (this node's keys of ``alignment_run``). Refused, with nothing kept or
         logged beyond the fit's data uses, when fewer than the minimum can be summed."""
-        from accord.scoring.ltv.baseline import fit_btyd
-        from accord.scoring.ltv.fallback import rfm_from_features
+        from accord.scoring.ltv.fallback import fit_own_spend_model, own_summary
 
         self._check(model_id, alignment_run, row_keys)
         if not 1 <= horizon_days <= MAX_HORIZON_DAYS:
             raise InvalidInput(f"horizon_days must be 1-{MAX_HORIZON_DAYS}")
         with self._fitting:
             with Session(self.engine) as session:
-                if session.get(OwnSpendModel, model_id) is not None:
+                if session.get(OwnSpendRow, model_id) is not None:
                     raise Conflict(
                         f"{self.channel} already released its group sum for {model_id}; it "
                         "releases one per model, so that no two sums differ by one customer"
@@ -115,9 +114,9 @@ class OwnSpend:
             usable = features.dropna()
             if usable.empty:
                 raise NotReady(f"{self.channel} has no consented customer with a purchase")
-            summary = rfm_from_features(usable)
-            model = fit_btyd(summary)
-            estimates = model.predicted_spend(summary, horizon_days)
+            summary = own_summary(usable)
+            model = fit_own_spend_model(summary)
+            estimates = model.estimate(summary, horizon_days)
             wanted = [k for k in row_keys if refs[k] in estimates.index]
             least = _group_minimum()
             if len(wanted) < least:
@@ -128,7 +127,7 @@ class OwnSpend:
             total = float(estimates.loc[[refs[k] for k in wanted]].sum())
             with Session(self.engine) as session:
                 session.add(
-                    OwnSpendModel(
+                    OwnSpendRow(
                         model_id=model_id,
                         alignment_run=alignment_run,
                         params=json.dumps(model.to_dict()),
@@ -158,20 +157,20 @@ class OwnSpend:
             )
         return found
 
-    def _model(self, model_id: str) -> tuple[BtydModel, int]:
-        from accord.scoring.ltv.baseline import BtydModel
+    def _model(self, model_id: str) -> tuple[OwnSpendModel, int]:
+        from accord.scoring.ltv.fallback import OwnSpendModel
 
         with self._lock:
             if model_id not in self._kept:
                 with Session(self.engine) as session:
-                    row = session.get(OwnSpendModel, model_id)
+                    row = session.get(OwnSpendRow, model_id)
                 if row is None:
                     raise NotFound(
                         f"{self.channel} has no own spend model for {model_id}: it answers alone "
                         "only for LTV models it released a group sum for"
                     )
                 self._kept[model_id] = (
-                    BtydModel.from_dict(json.loads(row.params)),
+                    OwnSpendModel.from_dict(json.loads(row.params)),
                     row.horizon_days,
                 )
             return self._kept[model_id]
@@ -185,7 +184,7 @@ class OwnSpend:
 
     def estimate(self, model_id: str, rows: ConsentedRows) -> float:
         """This channel's own expected spend for the one customer the gate released."""
-        from accord.scoring.ltv.fallback import rfm_from_features
+        from accord.scoring.ltv.fallback import own_summary
 
         model, horizon = self._model(model_id)
         if len(rows) != 1:
@@ -193,7 +192,7 @@ class OwnSpend:
         features = _frame(rows)
         if features.isna().any(axis=None):
             raise NotReady(f"{self.channel} has no purchase of this customer before its cut-off")
-        value = float(model.predicted_spend(rfm_from_features(features), horizon).iloc[0])
+        value = float(model.estimate(own_summary(features), horizon).iloc[0])
         if not np.isfinite(value) or value < 0:
             raise NotReady(f"{self.channel}'s own model gave no usable estimate")
         return value

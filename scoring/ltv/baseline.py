@@ -26,7 +26,14 @@ import pandas as pd
 from accord.data.cdnow import CALIBRATION_END, HOLDOUT_DAYS
 from accord.errors import InvalidInput
 
-__all__ = ["BtydBaseline", "BtydModel", "fit_btyd", "fit_btyd_baseline", "rfm_summary"]
+__all__ = [
+    "BtydBaseline",
+    "BtydModel",
+    "fit_btyd",
+    "fit_btyd_baseline",
+    "quiet_lifetimes",
+    "rfm_summary",
+]
 
 
 def rfm_summary(transactions: pd.DataFrame, end: dt.date = CALIBRATION_END) -> pd.DataFrame:
@@ -79,7 +86,7 @@ class BtydModel:
     ) -> tuple[pd.Series, pd.Series]:
         """(expected purchase days in the next ``horizon_days``, expected spend per purchase
         day) for every row of an RFM ``summary``."""
-        with _quiet():
+        with quiet_lifetimes():
             from lifetimes import BetaGeoFitter, GammaGammaFitter
 
             bgf = BetaGeoFitter()
@@ -105,7 +112,7 @@ class BtydModel:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_lifetimes() -> Iterator[None]:
     with warnings.catch_warnings():
         # lifetimes 0.11.3 predates numpy 2 and pandas 3 and warns about their deprecations.
         warnings.simplefilter("ignore", category=DeprecationWarning)
@@ -118,7 +125,7 @@ def fit_btyd(summary: pd.DataFrame, penalizer: float = 0.0) -> BtydModel:
     repeaters = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
     if len(repeaters) < 10:
         raise InvalidInput("Gamma-Gamma needs at least 10 customers with repeat purchases")
-    with _quiet():
+    with quiet_lifetimes():
         from lifetimes import BetaGeoFitter, GammaGammaFitter
 
         bgf = BetaGeoFitter(penalizer_coef=penalizer)

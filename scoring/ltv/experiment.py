@@ -6,8 +6,9 @@ report on the test cohort ``customer_id % 5 == 0``).
 The headline is what the product can answer while keeping P2: the trust model's masked split
 learning with a ZILN head (:mod:`accord.scoring.ltv.federated`), which sees only sums over at
 least ``k = 2`` channels. On CDNOW most customers (78 %) buy through one channel only; for them
-the federated model may not answer, and the lone channel answers with its own BG/NBD +
-Gamma-Gamma, scaled by one aggregate per channel (:mod:`accord.scoring.ltv.fallback`). The JSON
+the federated model may not answer, and the lone channel answers with its own spend model
+(BG/NBD and Gamma-Gamma on its own purchases), scaled by one aggregate per channel
+(:mod:`accord.scoring.ltv.fallback`), exactly as a node does over the network. The JSON
 gives that headline on the whole test cohort, ``below_k`` (the fallback's scales, and the whole
 cohort with the per-channel-set ZILN prior instead of the fallback), ``at_k`` on the customers at
 least ``k`` channels hold (federated, baseline and best single channel on the same customers),
@@ -44,7 +45,12 @@ from accord.data import cdnow
 from accord.errors import InvalidInput
 from accord.scoring import split_model
 from accord.scoring.ltv.baseline import fit_btyd_baseline
-from accord.scoring.ltv.fallback import MIN_SCALE_CUSTOMERS, fallback_scale, own_channel_estimates
+from accord.scoring.ltv.fallback import (
+    MIN_SCALE_CUSTOMERS,
+    OWN_ESTIMATE_EXPONENT,
+    fallback_scale,
+    own_channel_estimates,
+)
 from accord.scoring.ltv.federated import (
     LTV_SPLIT,
     FederatedLtv,
@@ -103,6 +109,7 @@ class BelowK:
             "n_test": self.n,
             "answered_by_own_channel": self.answered_by_own_channel,
             "own_channel_scales": {c: round(v, 4) for c, v in self.scales.items()},
+            "own_estimate_exponent": OWN_ESTIMATE_EXPONENT,
             "min_scale_customers": MIN_SCALE_CUSTOMERS,
             "with_channel_set_priors_instead": _rounded(self.with_priors),
         }
@@ -227,7 +234,7 @@ def _below_k(
     prediction: LtvPrediction,
 ) -> tuple[np.ndarray, BelowK]:
     """The test cohort's answers: the federated model at k, the lone channel's own scaled
-    BG/NBD + Gamma-Gamma below k (the channel-set prior where a channel has too few customers
+    spend model below k (the channel-set prior where a channel has too few customers
     below k to form a group sum)."""
     held = split_model.availability(model.parties)
     lone = held.sum(axis=1) == 1

@@ -31,8 +31,11 @@ from accord.node.training import GatedStoreData, SqlStateStore, TrainingParticip
 from accord.proto.v1 import node_pb2, node_pb2_grpc
 from accord.rpc.tls import PartyCredentials
 from accord.scoring import ziln
-from accord.scoring.ltv.baseline import fit_btyd
-from accord.scoring.ltv.fallback import MIN_SCALE_CUSTOMERS, rfm_from_features
+from accord.scoring.ltv.fallback import (
+    MIN_SCALE_CUSTOMERS,
+    fit_own_spend_model,
+    own_summary,
+)
 from accord.scoring.ltv.federated import LTV_SPLIT
 
 TRAIN = ("model-training",)
@@ -170,8 +173,8 @@ def test_a_lone_channel_releases_one_group_sum_that_scales_its_own_estimates(
     # web customer consented), summed over the training customers only web holds
     log = scenario.purchase_logs()["web"]
     features = purchase_features(log.purchases, cdnow.CALIBRATION_END, key="local_ref")
-    summary = rfm_from_features(features)
-    predicted = fit_btyd(summary).predicted_spend(summary, cdnow.HOLDOUT_DAYS)
+    summary = own_summary(features)
+    predicted = fit_own_spend_model(summary).estimate(summary, cdnow.HOLDOUT_DAYS)
     web = net.nodes["web"]
     refs = [web.alignment.local_ref(run, data.keys["web"][r]) for r in lone["web"]]  # type: ignore[arg-type]
     expected = float(data.labels[lone["web"]].sum()) / float(predicted.loc[refs].sum())

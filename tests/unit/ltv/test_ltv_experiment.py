@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import shared_path
+from lifetimes import GammaGammaFitter
 
 from accord.data import cdnow
 from accord.errors import InvalidInput
@@ -17,6 +18,7 @@ from accord.scoring.ltv.baseline import fit_btyd_baseline, rfm_summary
 from accord.scoring.ltv.experiment import run_ltv_experiment
 from accord.scoring.ltv.fallback import (
     MIN_SCALE_CUSTOMERS,
+    OWN_ESTIMATE_EXPONENT,
     fallback_scale,
     own_channel_estimates,
 )
@@ -120,8 +122,24 @@ def test_a_lone_channel_answers_with_its_own_model_scaled_by_one_group_sum() -> 
         # bought there in the calibration period)
         seen = own[own["date"] <= pd.Timestamp(cdnow.CALIBRATION_END)]["customer_id"]
         assert set(estimates[channel].index) == set(seen)
-        expected = fit_btyd_baseline(own).predicted
-        pd.testing.assert_series_equal(estimates[channel], expected)
+        # recomputed from the raw log: the baseline's BG/NBD on this channel alone, times a
+        # Gamma-Gamma over every purchase day (the first included), to the power 0.8
+        purchases = fit_btyd_baseline(own).expected_purchases
+        days = (
+            own[own["date"] <= pd.Timestamp(cdnow.CALIBRATION_END)]
+            .groupby(["customer_id", "date"])["dollar_value"]
+            .sum()
+            .groupby("customer_id")
+        )
+        count, mean = days.size().astype(float), days.mean()
+        gg = GammaGammaFitter(penalizer_coef=0.0)
+        gg.fit(count[mean > 0], mean[mean > 0])
+        per_day = gg.conditional_expected_average_profit(count, mean)
+        expected = (purchases * per_day.reindex(purchases.index)) ** OWN_ESTIMATE_EXPONENT
+        np.testing.assert_allclose(
+            estimates[channel].to_numpy(), expected.reindex(estimates[channel].index), rtol=1e-6
+        )
+    assert OWN_ESTIMATE_EXPONENT == 0.8
     merged = fit_btyd_baseline(scenario.transactions).predicted
     assert not np.allclose(estimates["app"], merged.reindex(estimates["app"].index))
     est = np.full(MIN_SCALE_CUSTOMERS, 2.0)
