@@ -334,7 +334,7 @@ class ScoringService:
         left_out = {n: _why(r) for n, r in checks.items() if n not in ready}
         total_nodes = len(model.nodes)
         if len(ready) < masking.MIN_NODES and _answers_alone(model, ready):
-            return self._own_estimate(pending, presentations[ready[0]], ready[0], left_out)
+            return self._own_estimate(model, pending, presentations[ready[0]], ready[0], left_out)
         if len(ready) < masking.MIN_NODES:
             return Answer(
                 request_id,
@@ -423,12 +423,16 @@ class ScoringService:
         )
 
     def _own_estimate(
-        self, pending: Pending, presentation: str, node: str, left_out: Mapping[str, str]
+        self,
+        model: LoadedModel,
+        pending: Pending,
+        presentation: str,
+        node: str,
+        left_out: Mapping[str, str],
     ) -> Answer:
         """One channel alone could answer an LTV request: its own estimate, scaled by the
         model's factor for it. No masked sum, so no embedding; no interval, since the channel's
         own model gives an expectation only."""
-        model = self.model()
         total_nodes = len(model.nodes)
         reply = self._fan_out(
             {

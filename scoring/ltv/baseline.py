@@ -19,6 +19,7 @@ import datetime as dt
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,18 +82,24 @@ class BtydModel:
             raise InvalidInput(f"not a BG/NBD + Gamma-Gamma parameter set: {err}") from err
         return cls(bgnbd, gg)
 
+    def fitters(self) -> tuple[Any, Any]:
+        """``lifetimes``' BG/NBD and Gamma-Gamma fitters carrying these parameters (call them
+        inside :func:`quiet_lifetimes`)."""
+        from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+        bgf = BetaGeoFitter()
+        bgf.params_ = pd.Series(self.bgnbd_params)
+        ggf = GammaGammaFitter()
+        ggf.params_ = pd.Series(self.gamma_gamma_params)
+        return bgf, ggf
+
     def predict(
         self, summary: pd.DataFrame, horizon_days: int = HOLDOUT_DAYS
     ) -> tuple[pd.Series, pd.Series]:
         """(expected purchase days in the next ``horizon_days``, expected spend per purchase
         day) for every row of an RFM ``summary``."""
         with quiet_lifetimes():
-            from lifetimes import BetaGeoFitter, GammaGammaFitter
-
-            bgf = BetaGeoFitter()
-            bgf.params_ = pd.Series(self.bgnbd_params)
-            ggf = GammaGammaFitter()
-            ggf.params_ = pd.Series(self.gamma_gamma_params)
+            bgf, ggf = self.fitters()
             purchases = bgf.conditional_expected_number_of_purchases_up_to_time(
                 horizon_days, summary["frequency"], summary["recency"], summary["T"]
             )

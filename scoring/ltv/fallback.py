@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +38,7 @@ import pandas as pd
 
 from accord.data.cdnow import CALIBRATION_END, HOLDOUT_DAYS
 from accord.errors import InvalidInput
-from accord.scoring.ltv.baseline import quiet_lifetimes
+from accord.scoring.ltv.baseline import BtydModel, quiet_lifetimes
 from accord.scoring.split_model import TooFewSources
 
 __all__ = [
@@ -109,38 +110,27 @@ class OwnSpendModel:
     """A channel's own spend model: parameters only (a node keeps these, not its customers'
     summaries). :meth:`estimate` gives ``(E[purchase days] x E[spend per day]) ** exponent``."""
 
-    bgnbd_params: dict[str, float]  # r, alpha, a, b
-    gamma_gamma_params: dict[str, float]  # p, q, v
+    btyd: BtydModel  # BG/NBD on the RFM summary; Gamma-Gamma on every purchase day
     exponent: float = OWN_ESTIMATE_EXPONENT
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "bgnbd": dict(self.bgnbd_params),
-            "gammaGamma": dict(self.gamma_gamma_params),
-            "exponent": self.exponent,
-        }
+        return {**self.btyd.to_dict(), "exponent": self.exponent}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, object]) -> OwnSpendModel:
+    def from_dict(cls, raw: dict[str, Any]) -> OwnSpendModel:
         try:
-            bgnbd = {k: float(raw["bgnbd"][k]) for k in ("r", "alpha", "a", "b")}  # type: ignore[index]
-            gg = {k: float(raw["gammaGamma"][k]) for k in ("p", "q", "v")}  # type: ignore[index]
-            exponent = float(raw["exponent"])  # type: ignore[arg-type]
-        except (KeyError, TypeError, ValueError) as err:
+            btyd = BtydModel.from_dict(raw)
+            exponent = float(raw["exponent"])
+        except (InvalidInput, KeyError, TypeError, ValueError) as err:
             raise InvalidInput(f"not an own spend model: {err}") from err
         if not 0 < exponent <= 1:
             raise InvalidInput("an own spend model's exponent lies in (0, 1]")
-        return cls(bgnbd, gg, exponent)
+        return cls(btyd, exponent)
 
     def estimate(self, summary: pd.DataFrame, horizon_days: int = HOLDOUT_DAYS) -> pd.Series:
         """The channel's own estimate for every row of an :func:`own_summary`."""
         with quiet_lifetimes():
-            from lifetimes import BetaGeoFitter, GammaGammaFitter
-
-            bgf = BetaGeoFitter()
-            bgf.params_ = pd.Series(self.bgnbd_params)
-            ggf = GammaGammaFitter()
-            ggf.params_ = pd.Series(self.gamma_gamma_params)
+            bgf, ggf = self.btyd.fitters()
             days = bgf.conditional_expected_number_of_purchases_up_to_time(
                 horizon_days, summary["frequency"], summary["recency"], summary["T"]
             )
@@ -166,8 +156,10 @@ def fit_own_spend_model(summary: pd.DataFrame) -> OwnSpendModel:
         ggf = GammaGammaFitter(penalizer_coef=0.0)
         ggf.fit(spent["frequency"] + 1, spent["day_spend"])
     return OwnSpendModel(
-        {k: float(v) for k, v in bgf.params_.items()},
-        {k: float(v) for k, v in ggf.params_.items()},
+        BtydModel(
+            {k: float(v) for k, v in bgf.params_.items()},
+            {k: float(v) for k, v in ggf.params_.items()},
+        )
     )
 
 
