@@ -26,6 +26,7 @@ import pandas as pd
 
 from accord.data.cdnow import CALIBRATION_END, HOLDOUT_DAYS
 from accord.errors import InvalidInput
+from accord.scoring.ltv.btyd_fit import bgnbd_fitter, gamma_gamma_fitter
 
 __all__ = [
     "BtydBaseline",
@@ -133,11 +134,9 @@ def fit_btyd(summary: pd.DataFrame, penalizer: float = 0.0) -> BtydModel:
     if len(repeaters) < 10:
         raise InvalidInput("Gamma-Gamma needs at least 10 customers with repeat purchases")
     with quiet_lifetimes():
-        from lifetimes import BetaGeoFitter, GammaGammaFitter
-
-        bgf = BetaGeoFitter(penalizer_coef=penalizer)
+        bgf = bgnbd_fitter(penalizer)
         bgf.fit(summary["frequency"], summary["recency"], summary["T"])
-        ggf = GammaGammaFitter(penalizer_coef=penalizer)
+        ggf = gamma_gamma_fitter(penalizer)
         ggf.fit(repeaters["frequency"], repeaters["monetary_value"])
     return BtydModel(
         {k: float(v) for k, v in bgf.params_.items()},

@@ -39,6 +39,7 @@ import pandas as pd
 from accord.data.cdnow import CALIBRATION_END, HOLDOUT_DAYS
 from accord.errors import InvalidInput
 from accord.scoring.ltv.baseline import BtydModel, quiet_lifetimes
+from accord.scoring.ltv.btyd_fit import bgnbd_fitter, gamma_gamma_fitter
 from accord.scoring.split_model import TooFewSources
 
 __all__ = [
@@ -149,11 +150,9 @@ def fit_own_spend_model(summary: pd.DataFrame) -> OwnSpendModel:
     if (summary["frequency"] > 0).sum() < 10 or len(spent) < 10:
         raise InvalidInput("a channel's own model needs at least 10 repeat buyers")
     with quiet_lifetimes():
-        from lifetimes import BetaGeoFitter, GammaGammaFitter
-
-        bgf = BetaGeoFitter(penalizer_coef=0.0)
+        bgf = bgnbd_fitter()
         bgf.fit(summary["frequency"], summary["recency"], summary["T"])
-        ggf = GammaGammaFitter(penalizer_coef=0.0)
+        ggf = gamma_gamma_fitter()
         ggf.fit(spent["frequency"] + 1, spent["day_spend"])
     return OwnSpendModel(
         BtydModel(

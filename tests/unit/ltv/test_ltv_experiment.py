@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import shared_path
-from lifetimes import GammaGammaFitter
 
 from accord.data import cdnow
 from accord.errors import InvalidInput
 from accord.scoring.ltv.baseline import fit_btyd_baseline, rfm_summary
+from accord.scoring.ltv.btyd_fit import gamma_gamma_fitter
 from accord.scoring.ltv.experiment import run_ltv_experiment
 from accord.scoring.ltv.fallback import (
     MIN_SCALE_CUSTOMERS,
@@ -132,7 +132,7 @@ def test_a_lone_channel_answers_with_its_own_model_scaled_by_one_group_sum() -> 
             .groupby("customer_id")
         )
         count, mean = days.size().astype(float), days.mean()
-        gg = GammaGammaFitter(penalizer_coef=0.0)
+        gg = gamma_gamma_fitter()
         gg.fit(count[mean > 0], mean[mean > 0])
         per_day = gg.conditional_expected_average_profit(count, mean)
         expected = (purchases * per_day.reindex(purchases.index)) ** OWN_ESTIMATE_EXPONENT
