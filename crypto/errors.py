@@ -19,3 +19,11 @@ class VerificationError(CryptoError, InvalidInput):
     The message says which check failed; callers facing an untrusted peer may choose to
     report one generic failure outward and keep this message for their own log.
     """
+
+
+class BbsVerificationError(VerificationError):
+    """A BBS signature, proof or public key was refused (:mod:`accord.crypto.bbs`).
+
+    Malformed encodings (wrong lengths, points off the curve or at infinity, scalars out of
+    range) raise this too, so a verifier has one failure to handle.
+    """
