@@ -29,6 +29,7 @@ from accord.coordinator.training import (
 )
 from accord.crypto import masking
 from accord.errors import NotReady
+from accord.protocol import PLAN_ARRAY
 from accord.rowkeys import split_keys
 from accord.scoring.split_model import SplitConfig
 
@@ -127,11 +128,10 @@ class FlowerLink(NodeLink):
                         "run": run,
                         "round_id": c.round_id,
                         "purpose": c.purpose,
-                        "participants": list(c.participants),
                         "n_rows": c.n_rows,
                         "row_keys": b"".join(c.row_keys),
                     },
-                    {"positions": c.positions},
+                    {f"{PLAN_ARRAY}{name}": pos for name, pos in c.plan.items()},
                 )
                 for n, c in calls.items()
             }
@@ -148,7 +148,7 @@ class FlowerLink(NodeLink):
             arrays = reply.content["arrays"]
             assert isinstance(arrays, ArrayRecord)
             out[n] = masking.MaskedEmbedding(
-                calls[n].round_id, n, arrays["masked"].numpy().astype(np.uint64)
+                calls[n].mask_round_id, n, arrays["masked"].numpy().astype(np.uint64)
             )
         return out
 

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from sqlalchemy import Engine, text
 
 from accord.crypto import masking
+from accord.crypto.round_plan import bind_round_plan
 from accord.errors import AccordError, InvalidInput, NotFound
 from accord.scoring import ziln
 from accord.scoring.calibration import Calibrator, SpendScale, fit_calibrator, fit_spend_scale
@@ -72,12 +73,28 @@ class Withdrawal:
 
 @dataclass(frozen=True)
 class EmbedCall:
+    """One node's request in a round. It carries the whole plan (every participant's
+    positions): the node checks it and masks under the round id bound to it."""
+
     round_id: bytes
     purpose: str
-    participants: list[str]
+    plan: dict[str, IntArray]
     n_rows: int
-    positions: IntArray
+    node: str
     row_keys: list[bytes]
+
+    @property
+    def participants(self) -> list[str]:
+        return list(self.plan)
+
+    @property
+    def positions(self) -> IntArray:
+        return self.plan[self.node]
+
+    @property
+    def mask_round_id(self) -> bytes:
+        """The id the node's masks are derived under (:func:`bind_round_plan`)."""
+        return bind_round_plan(self.round_id, self.purpose, self.n_rows, self.plan)
 
 
 Outcome = masking.MaskedEmbedding | Withdrawal | NodeFailed
@@ -277,12 +294,11 @@ class TrainingRun:
         round_id = masking.derive_round_id(
             self.run_id.encode(), plan.round_no * 2 + (purpose == SCORE_PURPOSE), attempt, names
         )
+        positions = {self.data.nodes[i]: plan.positions(i) for i in plan.participants()}
         calls = {}
-        for i in plan.participants():
-            node = self.data.nodes[i]
-            pos = plan.positions(i)
+        for node, pos in positions.items():
             keys = [k for k in (self.data.keys[node][r] for r in plan.rows[pos]) if k is not None]
-            calls[node] = EmbedCall(round_id, purpose, names, plan.n_rows, pos, keys)
+            calls[node] = EmbedCall(round_id, purpose, positions, plan.n_rows, node, keys)
         return calls
 
     def _sum(self, plan: RoundPlan, purpose: str) -> tuple[RoundPlan, FloatArray]:
@@ -298,7 +314,7 @@ class TrainingRun:
                 masked = [a for a in answers.values() if isinstance(a, masking.MaskedEmbedding)]
                 self.report.bytes_up += sum(m.values.nbytes for m in masked)
                 total = masking.aggregate(
-                    masked, list(calls), expected_round_id=next(iter(calls.values())).round_id
+                    masked, list(calls), expected_round_id=next(iter(calls.values())).mask_round_id
                 )
                 return plan, total
             self.report.redone_rounds += 1

@@ -16,7 +16,9 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from accord.errors import Conflict
 from accord.node.training import TrainingParticipant, Withdrawn
+from accord.protocol import PLAN_ARRAY
 from accord.rowkeys import split_keys
 from accord.scoring.split_model import SplitConfig
 
@@ -57,13 +59,17 @@ def make_client_app(participant: ParticipantFactory) -> ClientApp:
         arrays = msg.content["arrays"]
         assert isinstance(arrays, ArrayRecord)
         try:
+            plan = {
+                name.removeprefix(PLAN_ARRAY): arrays[name].numpy()
+                for name in arrays
+                if name.startswith(PLAN_ARRAY)
+            }
             masked = participant(context).embed(
                 str(cfg["run"]),
                 bytes(cfg["round_id"]),  # type: ignore[arg-type]
                 str(cfg["purpose"]),
-                [str(p) for p in cfg["participants"]],  # type: ignore[union-attr]
+                plan,
                 int(cfg["n_rows"]),  # type: ignore[arg-type]
-                arrays["positions"].numpy(),
                 split_keys(bytes(cfg["row_keys"])),  # type: ignore[arg-type]
             )
         except Withdrawn as exc:
@@ -112,3 +118,15 @@ class ContextStateStore:
 
     def keep_model(self, model_id: str, training_run: str, state: bytes) -> None:
         self.state[f"accord.model.{model_id}"] = ConfigRecord({"state": state, "run": training_run})
+
+    def claim_round(self, training_run: str, round_id: bytes) -> None:
+        key = f"accord.rounds.{training_run}"
+        answered = b""
+        if key in self.state:
+            record = self.state[key]
+            assert isinstance(record, ConfigRecord)
+            answered = bytes(record["ids"])  # type: ignore[arg-type]
+        ids = {answered[i : i + len(round_id)] for i in range(0, len(answered), len(round_id))}
+        if round_id in ids:
+            raise Conflict("this node already answered that training round")
+        self.state[key] = ConfigRecord({"ids": answered + round_id})

@@ -156,6 +156,16 @@ class TrainingState(NodeTable, table=True):
     state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
+class AnsweredRound(NodeTable, table=True):
+    """A training round this node answered: each round id is answered once (P2: two answers
+    to one round would hand the coordinator their difference)."""
+
+    __tablename__ = "answered_round"
+
+    round_id: bytes = Field(sa_column=Column(LargeBinary(32), primary_key=True))
+    run_id: str = Field(max_length=64, index=True)
+
+
 class BottomModel(NodeTable, table=True):
     """A finished bottom model, with its preprocessing, kept for scoring."""
 

@@ -22,10 +22,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
 
 from accord.crypto import masking
 from accord.crypto.keys import KeyAgreementKey
-from accord.errors import InvalidInput, NotFound, NotPermitted
+from accord.crypto.round_plan import bind_round_plan, check_round_plan
+from accord.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from accord.schema import ColumnType
 from accord.scoring.preprocess import Preprocessor, fit_preprocessor
 from accord.scoring.split_model import BottomModel, NodeTrainer, SplitConfig
@@ -62,6 +64,10 @@ class StateStore(Protocol):
 
     def keep_model(self, model_id: str, training_run: str, state: bytes) -> None: ...
 
+    def claim_round(self, training_run: str, round_id: bytes) -> None:
+        """Record that this node answers ``round_id``; :class:`Conflict` if it already did."""
+        ...
+
 
 class Withdrawn(Exception):
     """Rows whose consent lapsed since the round was planned: the round must be redone."""
@@ -79,9 +85,13 @@ class TrainingParticipant:
         store: StateStore,
         kx_key: KeyAgreementKey,
         peers: Mapping[str, bytes],
+        *,
+        min_contributors: int = masking.MIN_NODES,
     ) -> None:
-        """``peers``: every node's X25519 public key (from the verified registry)."""
+        """``peers``: every node's X25519 public key (from the verified registry);
+        ``min_contributors``: this node's ``k``, the fewest contributors a row it fills may have."""
         self.channel = channel
+        self.min_contributors = min_contributors
         self.data = data
         self.store = store
         self.kx_key = kx_key
@@ -154,21 +164,20 @@ class TrainingParticipant:
         run: str,
         round_id: bytes,
         purpose: str,
-        participants: Sequence[str],
+        plan: Mapping[str, npt.ArrayLike],
         n_rows: int,
-        positions: npt.ArrayLike,
         row_keys: Sequence[bytes],
     ) -> masking.MaskedEmbedding:
-        """This node's masked matrix for one round: its rows at its positions, zeros elsewhere."""
+        """This node's masked matrix for one round: its rows at its positions, zeros elsewhere.
+
+        ``plan`` is every participant's positions. The node answers only a plan in which each
+        row it fills has at least ``k`` contributors, answers each round id once, and masks
+        under the round id bound to the whole plan, so a coordinator that tells two nodes
+        different plans, or asks twice, gets noise or a refusal (:mod:`accord.crypto.round_plan`).
+        """
         alignment_run, _, keys, trainer = self._load(run)
-        if self.channel not in participants:
-            raise InvalidInput(f"{self.channel!r} is not a participant of this round")
-        pos = np.asarray(positions, dtype=np.int64)
-        if (
-            pos.ndim != 1
-            or pos.size != len(row_keys)
-            or (pos.size and (pos.min() < 0 or pos.max() >= n_rows))
-        ):
+        pos = check_round_plan(self.channel, n_rows, plan, k=self.min_contributors)
+        if pos.size != len(row_keys):
             raise InvalidInput("positions must be one matrix row per row key, within the matrix")
         withdrawn = self.data.withdrawn(run, alignment_run, row_keys)
         if withdrawn:
@@ -180,12 +189,14 @@ class TrainingParticipant:
             raise InvalidInput(
                 "the round names a row this node did not enter into the run"
             ) from exc
+        bound = bind_round_plan(round_id, purpose, n_rows, plan)
+        self.store.claim_round(run, round_id)
         matrix = np.zeros((n_rows, trainer.embedding_dim), dtype=np.float32)
         if local.size:
             matrix[pos] = trainer.forward(local)
-        others = {p: self.peers[p] for p in participants if p != self.channel}
+        others = {p: self.peers[p] for p in plan if p != self.channel}
         return masking.mask_embedding(
-            self.channel, self.kx_key, others, round_id, matrix, purpose=purpose
+            self.channel, self.kx_key, others, bound, matrix, purpose=purpose
         )
 
     def backprop(
@@ -239,6 +250,19 @@ class SqlStateStore:
                 text("INSERT INTO bottom_model (model_id, run_id, state) VALUES (:m, :r, :s)"),
                 {"m": model_id, "r": training_run, "s": state},
             )
+
+    def claim_round(self, training_run: str, round_id: bytes) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    text("INSERT INTO answered_round (round_id, run_id) VALUES (:i, :r)"),
+                    {"i": round_id, "r": training_run},
+                )
+        except IntegrityError as exc:
+            raise Conflict(
+                "this node already answered that training round; a round is answered once "
+                "(redo it under a new attempt)"
+            ) from exc
 
 
 class GatedStoreData:

@@ -165,7 +165,7 @@ class DirectLink:
         for n, c in calls.items():
             try:
                 out[n] = self.participants[n].embed(
-                    run, c.round_id, c.purpose, c.participants, c.n_rows, c.positions, c.row_keys
+                    run, c.round_id, c.purpose, c.plan, c.n_rows, c.row_keys
                 )
                 self.received.append((c, out[n]))
             except Withdrawn as exc:

@@ -75,7 +75,7 @@ def test_the_coordinator_sees_uniform_words_and_exact_sums(
     assert model.report.rounds == 3
     by_round: dict[bytes, list[masking.MaskedEmbedding]] = {}
     for call, masked in link.received:
-        by_round.setdefault(call.round_id, []).append(masked)  # type: ignore[attr-defined]
+        by_round.setdefault(call.mask_round_id, []).append(masked)  # type: ignore[attr-defined]
     for round_id, parts in by_round.items():
         total = masking.aggregate(parts, [p.node for p in parts], expected_round_id=round_id)
         expected = sum(plain[(round_id, p.node)].astype(np.float64) for p in parts)
@@ -138,7 +138,7 @@ def test_every_batch_passes_the_gate_and_a_revocation_mid_run_takes_the_customer
     asked_after: list[bytes] = []
     real_embed = people["shop"].embed
 
-    def revoke_after_first(run, round_id, purpose, participants, n_rows, positions, row_keys):  # type: ignore[no-untyped-def]
+    def revoke_after_first(run, round_id, purpose, plan, n_rows, row_keys):  # type: ignore[no-untyped-def]
         rounds["n"] += 1
         if rounds["n"] == 2:
             # a customer shop is asked for in this very call: which rows a round holds (held-out
@@ -153,7 +153,7 @@ def test_every_batch_passes_the_gate_and_a_revocation_mid_run_takes_the_customer
             shop.book.revoke(shop.book.active_record_ids(str(ref)))
         elif victims:
             asked_after.extend(row_keys)
-        return real_embed(run, round_id, purpose, participants, n_rows, positions, row_keys)
+        return real_embed(run, round_id, purpose, plan, n_rows, row_keys)
 
     people["shop"].embed = revoke_after_first  # type: ignore[method-assign]
     training = TrainingRun(DirectLink(people), data, SplitConfig(rounds=3), seed=3)
