@@ -27,7 +27,7 @@ from accord.node.witness import Witness
 from accord.pki_layout import COORDINATOR, load_coordinator_verifier
 from accord.proto.v1 import registry_pb2_grpc
 from accord.rpc.client import call_with_retry, describe_rpc_error
-from accord.rpc.endpoint import clear_endpoint, host_of, write_endpoint
+from accord.rpc.endpoint import advertised_endpoint, clear_endpoint, write_endpoint
 from accord.rpc.server import RunningServer, create_server, serve_until_signalled
 from accord.rpc.tls import PartyCredentials
 from accord.store.engine import make_engine, sqlite_url
@@ -47,6 +47,7 @@ class NodeConfig:
     coordinator: str = "127.0.0.1:50051"
     listen: str = "127.0.0.1:0"
     db_url: str | None = None
+    advertise: str | None = None  # host:port others call, when it differs from --listen
 
     def database(self) -> str:
         return self.db_url or sqlite_url(self.data_dir / "node.db")
@@ -87,7 +88,7 @@ class RunningNode:
 
     @property
     def endpoint(self) -> str:
-        return f"{host_of(self.config.listen)}:{self.server.port}"
+        return advertised_endpoint(self.config.listen, self.server.port, self.config.advertise)
 
     def stop(self) -> None:
         clear_endpoint(self.config.data_dir)
@@ -112,6 +113,7 @@ def register_with_coordinator(
 
 
 def start_node(config: NodeConfig) -> RunningNode:
+    advertised_endpoint(config.listen, 1, config.advertise)  # refuse an uncallable address first
     node, credentials = open_node(config)
     node.descriptor("127.0.0.1:1", credentials.cert_pem)  # fail early if nothing was imported
     ledger = LedgerWriter(credentials, config.coordinator, COORDINATOR)

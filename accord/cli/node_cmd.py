@@ -25,6 +25,11 @@ def serve(
     pki: Path = typer.Option(..., "--pki", help="This party's folder from `accord pki init`."),
     coordinator: str = typer.Option("127.0.0.1:50051", "--coordinator", help="host:port."),
     listen: str = typer.Option("127.0.0.1:0", "--listen", help="host:port (port 0: any)."),
+    advertise: str | None = typer.Option(
+        None,
+        "--advertise",
+        help="host:port other parties call, registered instead of --listen (needed with 0.0.0.0).",
+    ),
     db: str | None = typer.Option(
         None, "--db", help="Database URL (default: SQLite in --data-dir)."
     ),
@@ -41,6 +46,7 @@ def serve(
             coordinator=coordinator,
             listen=listen,
             db_url=db,
+            advertise=advertise,
         )
     )
 

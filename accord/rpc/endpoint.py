@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from accord.errors import Unavailable
+from accord.errors import ConfigError, Unavailable
 
 ENDPOINT_FILE = "endpoint"
 
@@ -39,3 +39,27 @@ def wait_for_endpoint(data_dir: Path, timeout_s: float = 30.0) -> str:
 
 def host_of(listen: str) -> str:
     return listen.rsplit(":", 1)[0]
+
+
+WILDCARD_HOSTS = ("0.0.0.0", "[::]", "::", "")  # noqa: S104  (recognised, never bound)
+
+
+def advertised_endpoint(listen: str, port: int, advertise: str | None) -> str:
+    """The ``host:port`` other parties call: ``advertise`` when given, else the listen host
+    with the bound port. A wildcard listen address names no host anyone can call, so it needs
+    ``advertise`` (e.g. the node's DNS name behind a container network or a Service)."""
+    if advertise is not None:
+        host, sep, port_text = advertise.rpartition(":")
+        if not sep or host in WILDCARD_HOSTS or not port_text.isdigit():
+            raise ConfigError(
+                f"--advertise must be the host:port other parties can call, got {advertise!r}"
+            )
+        if not 0 < int(port_text) < 65536:
+            raise ConfigError(f"--advertise has no valid port: {advertise!r}")
+        return advertise
+    host = host_of(listen)
+    if host in WILDCARD_HOSTS:
+        raise ConfigError(
+            f"--listen {listen} names no address others can call; add --advertise HOST:PORT"
+        )
+    return f"{host}:{port}"
