@@ -136,6 +136,8 @@ class FlowerLink(NodeLink):
                 for n, c in calls.items()
             }
         )
+        # one plan per round, so one bound id for every node's matrix
+        bound = next(iter(calls.values())).mask_round_id if calls else b""
         out: dict[str, Outcome] = {}
         for n, reply in replies.items():
             if isinstance(reply, NodeFailed):
@@ -147,9 +149,7 @@ class FlowerLink(NodeLink):
                 continue
             arrays = reply.content["arrays"]
             assert isinstance(arrays, ArrayRecord)
-            out[n] = masking.MaskedEmbedding(
-                calls[n].mask_round_id, n, arrays["masked"].numpy().astype(np.uint64)
-            )
+            out[n] = masking.MaskedEmbedding(bound, n, arrays["masked"].numpy().astype(np.uint64))
         return out
 
     def backprop(

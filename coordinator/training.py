@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -91,9 +92,10 @@ class EmbedCall:
     def positions(self) -> IntArray:
         return self.plan[self.node]
 
-    @property
+    @cached_property
     def mask_round_id(self) -> bytes:
-        """The id the node's masks are derived under (:func:`bind_round_plan`)."""
+        """The id the node's masks are derived under (:func:`bind_round_plan`); hashed once
+        per call object, not per use."""
         return bind_round_plan(self.round_id, self.purpose, self.n_rows, self.plan)
 
 
@@ -295,7 +297,7 @@ class TrainingRun:
             self.run_id.encode(), plan.round_no * 2 + (purpose == SCORE_PURPOSE), attempt, names
         )
         positions = {self.data.nodes[i]: plan.positions(i) for i in plan.participants()}
-        calls = {}
+        calls: dict[str, EmbedCall] = {}
         for node, pos in positions.items():
             keys = [k for k in (self.data.keys[node][r] for r in plan.rows[pos]) if k is not None]
             calls[node] = EmbedCall(round_id, purpose, positions, plan.n_rows, node, keys)

@@ -178,7 +178,7 @@ class TrainingParticipant:
         alignment_run, _, keys, trainer = self._load(run)
         pos = check_round_plan(self.channel, n_rows, plan, k=self.min_contributors)
         if pos.size != len(row_keys):
-            raise InvalidInput("positions must be one matrix row per row key, within the matrix")
+            raise InvalidInput("the round must name one row key per position this node fills")
         withdrawn = self.data.withdrawn(run, alignment_run, row_keys)
         if withdrawn:
             raise Withdrawn(withdrawn)

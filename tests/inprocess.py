@@ -146,6 +146,24 @@ def build(
     return network
 
 
+def training_participant(network: Network, channel: str) -> TrainingParticipant:
+    """``channel``'s training participant as a fresh node process builds it: its store, its
+    gate, its key-agreement key and the feature nodes' keys from the registry."""
+    from accord.node.training import GatedStoreData, SqlStateStore
+
+    view = network.registry.view()
+    peers = {n.channel: n.kx_key for n in view.nodes if n.role == "feature"}
+    parts = network.nodes[channel]
+    engine = parts.node.engine
+    return TrainingParticipant(
+        channel,
+        GatedStoreData(engine, parts.gate),
+        SqlStateStore(engine),
+        parts.node.keys.kx,
+        peers,
+    )
+
+
 class DirectLink:
     """A NodeLink that calls training participants directly (no Flower): for protocol tests."""
 

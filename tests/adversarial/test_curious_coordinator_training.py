@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from inprocess import Network, build
+from inprocess import training_participant as participant
 
 from accord.coordinator.training import load_training_set
 from accord.crypto import masking
 from accord.crypto.round_plan import bind_round_plan
 from accord.data.uci import split_by_channel, synthesize
 from accord.errors import Conflict, InvalidInput
-from accord.node.training import GatedStoreData, SqlStateStore, TrainingParticipant
 from accord.scoring.split_model import TRAIN_PURPOSE, SplitConfig
 
 TRAIN = ("model-training",)
@@ -39,21 +39,6 @@ def network(tmp_path: Path, pki_dir: Path) -> Iterator[tuple[Network, str]]:
         yield net, net.orchestrator.run().run_id
     finally:
         net.stop()
-
-
-def participant(net: Network, channel: str) -> TrainingParticipant:
-    """A node's participant as a fresh process would build it (state only in its store)."""
-    view = net.registry.view()
-    peers = {n.channel: n.kx_key for n in view.nodes if n.role == "feature"}
-    parts = net.nodes[channel]
-    engine = parts.node.engine
-    return TrainingParticipant(
-        channel,
-        GatedStoreData(engine, parts.gate),
-        SqlStateStore(engine),
-        parts.node.keys.kx,
-        peers,
-    )
 
 
 class Plain:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from inprocess import DirectLink, Network, build
+from inprocess import DirectLink, Network, build, training_participant
 
 from accord.coordinator.training import TrainingRun, load_training_set
 from accord.crypto import masking
 from accord.data.uci import CHANNELS, split_by_channel, synthesize
-from accord.node.training import GatedStoreData, SqlStateStore, TrainingParticipant
+from accord.node.training import TrainingParticipant
 from accord.scoring.split_model import SCORE_PURPOSE, SplitConfig
 
 TRAIN = ("model-training",)
@@ -37,20 +37,7 @@ def network(tmp_path: Path, pki_dir: Path) -> Iterator[tuple[Network, str]]:
 
 
 def participants(net: Network) -> dict[str, TrainingParticipant]:
-    view = net.registry.view()
-    peers = {n.channel: n.kx_key for n in view.nodes if n.role == "feature"}
-    out = {}
-    for channel in CHANNELS:
-        parts = net.nodes[channel]
-        engine = parts.node.engine
-        out[channel] = TrainingParticipant(
-            channel,
-            GatedStoreData(engine, parts.gate),
-            SqlStateStore(engine),
-            parts.node.keys.kx,
-            peers,
-        )
-    return out
+    return {channel: training_participant(net, channel) for channel in CHANNELS}
 
 
 def test_the_coordinator_sees_uniform_words_and_exact_sums(
