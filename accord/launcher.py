@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from accord.errors import Unavailable
-from accord.rpc.endpoint import ENDPOINT_FILE, wait_for_endpoint
+from accord.rpc.endpoint import ENDPOINT_FILE, METRICS_ENDPOINT_FILE, wait_for_endpoint
 
 STOP_TIMEOUT_S = 15.0
 
@@ -41,6 +41,14 @@ class PartyProcess:
                 return self.endpoint
             time.sleep(0.05)
         raise Unavailable(f"{self.name} did not come up in {timeout_s:.0f} s; see {self.log_path}")
+
+    @property
+    def metrics_endpoint(self) -> str:
+        """host:port of the party's Prometheus endpoint (written before it serves)."""
+        path = self.data_dir / METRICS_ENDPOINT_FILE
+        if not path.exists():
+            raise Unavailable(f"{self.name} serves no metrics (no {path})")
+        return path.read_text().strip()
 
     def terminate(self) -> int:
         """SIGTERM, then wait; SIGKILL only if it does not stop in time."""
@@ -79,10 +87,13 @@ class LocalNetwork:
     db_urls: dict[str, str] = field(default_factory=dict)
     parties: dict[str, PartyProcess] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # Every party serves Prometheus metrics here (port 0: each its own); None: none do.
+    metrics_listen: str | None = "127.0.0.1:0"
 
     def _spawn(self, name: str, data_dir: Path, args: list[str]) -> PartyProcess:
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / ENDPOINT_FILE).unlink(missing_ok=True)
+        (data_dir / METRICS_ENDPOINT_FILE).unlink(missing_ok=True)
         log_dir = self.workdir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{name}.log"
@@ -95,6 +106,9 @@ class LocalNetwork:
         self.parties[name] = party
         return party
 
+    def _metrics_args(self) -> list[str]:
+        return [] if self.metrics_listen is None else ["--metrics-listen", self.metrics_listen]
+
     def node_dir(self, channel: str) -> Path:
         return self.workdir / "nodes" / channel
 
@@ -104,6 +118,7 @@ class LocalNetwork:
         args += ["--pki", str(self.pki_dir / "coordinator"), "--listen", listen]
         if "coordinator" in self.db_urls:
             args += ["--db", self.db_urls["coordinator"]]
+        args += self._metrics_args()
         party = self._spawn("coordinator", data_dir, args)
         party.wait_ready()
         return party
@@ -115,6 +130,7 @@ class LocalNetwork:
         args += ["--coordinator", coordinator, "--listen", listen]
         if channel in self.db_urls:
             args += ["--db", self.db_urls[channel]]
+        args += self._metrics_args()
         return self._spawn(channel, self.node_dir(channel), args)
 
     def stop(self) -> dict[str, int]:

@@ -10,6 +10,7 @@ import grpc
 
 from accord.coordinator.alignment import AlignmentOrchestrator
 from accord.coordinator.blocking import RowBlocker
+from accord.coordinator.metrics import CoordinatorMetrics
 from accord.errors import NotPermitted
 from accord.proto.v1 import alignment_pb2, alignment_pb2_grpc
 from accord.registry import reject_unknown_fields
@@ -21,9 +22,15 @@ OPERATORS_EXTRA = ("coordinator",)
 
 
 class AlignmentServicer(alignment_pb2_grpc.AlignmentServicer):
-    def __init__(self, orchestrator: AlignmentOrchestrator, blocker: RowBlocker) -> None:
+    def __init__(
+        self,
+        orchestrator: AlignmentOrchestrator,
+        blocker: RowBlocker,
+        metrics: CoordinatorMetrics | None = None,
+    ) -> None:
         self._orchestrator = orchestrator
         self._blocker = blocker
+        self._metrics = metrics
         self._running = threading.Lock()
 
     def Block(
@@ -63,6 +70,8 @@ class AlignmentServicer(alignment_pb2_grpc.AlignmentServicer):
                         list(request.channels) or None,
                         events.put,
                     )
+                    if self._metrics is not None:
+                        self._metrics.aligned(result)
                     events.put(
                         alignment_pb2.AlignmentProgress(
                             run_id=result.run_id,
@@ -78,6 +87,8 @@ class AlignmentServicer(alignment_pb2_grpc.AlignmentServicer):
                         )
                     )
                 except BaseException as exc:
+                    if self._metrics is not None:
+                        self._metrics.alignment_failed()
                     events.put(exc)
                 finally:
                     events.put(None)

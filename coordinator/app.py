@@ -7,17 +7,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from prometheus_client import CollectorRegistry
 
+from accord.coordinator.admission import MembershipGate
 from accord.coordinator.alignment import AlignmentOrchestrator
 from accord.coordinator.blocking import RowBlocker
 from accord.coordinator.ledger.log import Ledger
+from accord.coordinator.metrics import CoordinatorMetrics
 from accord.coordinator.policy import load_policy
 from accord.coordinator.publisher import RegistryPublisher
 from accord.coordinator.registry import NodeRegistry
 from accord.coordinator.scoring import ScoringService
 from accord.coordinator.server import registrar
-from accord.pki_layout import load_coordinator_signer
-from accord.rpc.endpoint import clear_endpoint, host_of, write_endpoint
+from accord.pki_layout import MEMBERS_FILE, load_coordinator_signer
+from accord.rpc.endpoint import METRICS_ENDPOINT_FILE, clear_endpoint, host_of, write_endpoint
+from accord.rpc.metrics import MetricsServer, serve_metrics
 from accord.rpc.server import RunningServer, create_server, serve_until_signalled
 from accord.rpc.tls import PartyCredentials
 from accord.store.engine import make_engine, sqlite_url
@@ -34,7 +38,11 @@ class CoordinatorConfig:
     db_url: str | None = None
     # Where the log is also written in the C2SP tlog-tiles layout; None: data_dir/tiles.
     tiles: Path | None = None
+    # The operator-signed membership list; None: members.json in the coordinator's PKI folder.
+    members: Path | None = None
     checkpoint_interval_s: float = 0.5
+    # host:port of the Prometheus endpoint (port 0: any); None: no endpoint.
+    metrics_listen: str | None = None
 
     def database(self) -> str:
         return self.db_url or sqlite_url(self.data_dir / "coordinator.db")
@@ -47,6 +55,9 @@ class CoordinatorConfig:
     def tiles_dir(self) -> Path:
         return self.tiles or self.data_dir / "tiles"
 
+    def members_file(self) -> Path:
+        return self.members or self.pki_dir / MEMBERS_FILE
+
 
 @dataclass
 class Coordinator:
@@ -55,6 +66,7 @@ class Coordinator:
     registry: NodeRegistry
     publisher: RegistryPublisher
     ledger: Ledger
+    metrics: MetricsServer | None = None
 
     @property
     def endpoint(self) -> str:
@@ -62,7 +74,10 @@ class Coordinator:
 
     def stop(self) -> None:
         clear_endpoint(self.config.data_dir)
+        clear_endpoint(self.config.data_dir, METRICS_ENDPOINT_FILE)
         self.server.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.publisher.stop()
         self.ledger.stop()
 
@@ -71,6 +86,7 @@ def start_coordinator(config: CoordinatorConfig) -> Coordinator:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     credentials = PartyCredentials.load(config.pki_dir)
     signer = load_coordinator_signer(config.pki_dir)
+    membership = MembershipGate(config.members_file(), credentials.ca_pem)
     engine = make_engine(config.database())
     upgrade(engine, "coordinator")
     registry = NodeRegistry(engine, signer)
@@ -88,13 +104,22 @@ def start_coordinator(config: CoordinatorConfig) -> Coordinator:
         engine, ledger, signer, credentials, registry.view, load_policy(config.policy_file())
     )
     scoring.record_policy()
+    prometheus = CollectorRegistry()  # this process's own, so in-process parties never mix
+    metrics = CoordinatorMetrics(prometheus, engine, ledger)
+    metrics_server = (
+        serve_metrics(config.metrics_listen, prometheus) if config.metrics_listen else None
+    )
     server = create_server(
         config.listen,
         credentials,
-        registrar(registry, ledger, alignment, blocker, publisher.notify, scoring),
+        registrar(registry, ledger, alignment, blocker, publisher.notify, scoring, metrics),
+        admit=membership.admit,
+        metrics=prometheus,
     )
     publisher.start()
-    coordinator = Coordinator(config, server, registry, publisher, ledger)
+    coordinator = Coordinator(config, server, registry, publisher, ledger, metrics_server)
+    if metrics_server is not None:
+        write_endpoint(config.data_dir, metrics_server.endpoint, METRICS_ENDPOINT_FILE)
     write_endpoint(config.data_dir, coordinator.endpoint)
     log.info("coordinator serving", endpoint=coordinator.endpoint, key=signer.verifier.encode())
     return coordinator

@@ -11,8 +11,8 @@ from sqlmodel import Session, col, select
 from accord.clock import Clock, system_clock
 from accord.coordinator.models import RegisteredNode, RegistryVersion
 from accord.crypto.keys import NoteSigner
-from accord.crypto.pki import same_certificate
-from accord.errors import Conflict, InvalidInput, NotPermitted
+from accord.crypto.pki import certificate_role, same_certificate
+from accord.errors import InvalidInput, NotPermitted
 from accord.proto.v1 import registry_pb2
 from accord.registry import (
     FeatureColumn,
@@ -80,6 +80,12 @@ class NodeRegistry:
                 "registration.certificate_pem differs from the certificate presented on this "
                 "connection: send the certificate you connect with"
             )
+        granted = certificate_role(peer_cert_pem)
+        if node.role != granted:
+            raise NotPermitted(
+                f"{peer!r} may register only as {granted} (the role in its certificate), "
+                f"not as {node.role}"
+            )
         with self._lock, Session(self._engine) as session:
             existing = session.get(RegisteredNode, node.channel)
             if node.role == "label":
@@ -89,7 +95,7 @@ class NodeRegistry:
                     )
                 ).first()
                 if holder is not None:
-                    raise Conflict(
+                    raise NotPermitted(
                         f"channel {holder.channel!r} already holds the label role; a network has "
                         "one label node"
                     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from accord.coordinator.metrics import REFUSED, CoordinatorMetrics, outcome_of
 from accord.coordinator.scoring import ScoringService
 from accord.errors import InvalidInput
 from accord.proto.v1 import scoring_pb2, scoring_pb2_grpc
@@ -13,8 +14,9 @@ MAX_PRESENTATIONS = 16
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
-    def __init__(self, service: ScoringService) -> None:
+    def __init__(self, service: ScoringService, metrics: CoordinatorMetrics | None = None) -> None:
         self._service = service
+        self._metrics = metrics
 
     def Begin(
         self, request: scoring_pb2.BeginRequest, context: grpc.ServicerContext
@@ -24,6 +26,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
             request.touchpoint, request.subject, request.purpose, request.holder_jwk
         )
         if pending is None:
+            if self._metrics is not None:
+                self._metrics.answered(REFUSED)
             return scoring_pb2.BeginResponse(refusal=refusal)
         return scoring_pb2.BeginResponse(
             request_id=pending.request_id, credential=credential, nodes=list(pending.nodes)
@@ -39,6 +43,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         if len(presentations) != len(request.presentations):
             raise InvalidInput("one presentation per node")
         answer = self._service.score(request.request_id, presentations)
+        if self._metrics is not None:
+            self._metrics.answered(outcome_of(answer))
         return scoring_pb2.ScoreResponse(
             request_id=answer.request_id,
             scored=answer.scored,
@@ -61,8 +67,10 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         return scoring_pb2.ProbeResponse(nodes=self._service.probe())
 
 
-def add_scoring(server: grpc.Server, service: ScoringService) -> str:
-    scoring_pb2_grpc.add_ScoringServicer_to_server(ScoringServicer(service), server)
+def add_scoring(
+    server: grpc.Server, service: ScoringService, metrics: CoordinatorMetrics | None = None
+) -> str:
+    scoring_pb2_grpc.add_ScoringServicer_to_server(ScoringServicer(service, metrics), server)
     name: str = scoring_pb2.DESCRIPTOR.services_by_name["Scoring"].full_name
     return name
 

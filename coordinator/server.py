@@ -11,6 +11,7 @@ from accord.coordinator.alignment_server import AlignmentServicer, add_alignment
 from accord.coordinator.blocking import RowBlocker
 from accord.coordinator.ledger.log import Ledger
 from accord.coordinator.ledger.server import add_ledger
+from accord.coordinator.metrics import CoordinatorMetrics
 from accord.coordinator.registry import NodeRegistry
 from accord.coordinator.scoring import ScoringService
 from accord.coordinator.scoring_server import add_scoring
@@ -49,6 +50,7 @@ def registrar(
     blocker: RowBlocker,
     on_change: Callable[[], None],
     scoring: ScoringService | None = None,
+    metrics: CoordinatorMetrics | None = None,
 ) -> Registrar:
     """Adds every coordinator service to a server."""
 
@@ -59,8 +61,8 @@ def registrar(
         return [
             registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
             add_ledger(server, ledger),
-            add_alignment(server, AlignmentServicer(alignment, blocker)),
-            *([add_scoring(server, scoring)] if scoring is not None else []),
+            add_alignment(server, AlignmentServicer(alignment, blocker, metrics)),
+            *([add_scoring(server, scoring, metrics)] if scoring is not None else []),
         ]
 
     return add

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 import structlog
+from prometheus_client import CollectorRegistry
 
 from accord.errors import ConfigError, Unavailable
 from accord.node.alignment import NodeAlignment
@@ -17,7 +18,9 @@ from accord.node.consent_server import ConsentServicer
 from accord.node.gate import ConsentGate
 from accord.node.keys import load_or_create_keys
 from accord.node.ledger_writer import LedgerWriter
+from accord.node.metrics import NodeCollector
 from accord.node.network_stop import NetworkStop
+from accord.node.outbox import Outbox, OutboxDrainer, ProvenLookup
 from accord.node.own_spend import OwnSpend
 from accord.node.scoring import ScoringParticipant
 from accord.node.scoring_server import NodeScoringServicer
@@ -27,7 +30,13 @@ from accord.node.witness import Witness
 from accord.pki_layout import COORDINATOR, load_coordinator_verifier
 from accord.proto.v1 import registry_pb2_grpc
 from accord.rpc.client import call_with_retry, describe_rpc_error
-from accord.rpc.endpoint import advertised_endpoint, clear_endpoint, write_endpoint
+from accord.rpc.endpoint import (
+    METRICS_ENDPOINT_FILE,
+    advertised_endpoint,
+    clear_endpoint,
+    write_endpoint,
+)
+from accord.rpc.metrics import MetricsServer, serve_metrics
 from accord.rpc.server import RunningServer, create_server, serve_until_signalled
 from accord.rpc.tls import PartyCredentials
 from accord.store.engine import make_engine, sqlite_url
@@ -48,6 +57,7 @@ class NodeConfig:
     listen: str = "127.0.0.1:0"
     db_url: str | None = None
     advertise: str | None = None  # host:port others call, when it differs from --listen
+    metrics_listen: str | None = None  # host:port of the Prometheus endpoint; None: none
 
     def database(self) -> str:
         return self.db_url or sqlite_url(self.data_dir / "node.db")
@@ -85,6 +95,8 @@ class RunningNode:
     book: ConsentBook
     gate: ConsentGate
     alignment: NodeAlignment
+    drainer: OutboxDrainer | None = None
+    metrics: MetricsServer | None = None
 
     @property
     def endpoint(self) -> str:
@@ -92,7 +104,12 @@ class RunningNode:
 
     def stop(self) -> None:
         clear_endpoint(self.config.data_dir)
+        clear_endpoint(self.config.data_dir, METRICS_ENDPOINT_FILE)
         self.server.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
+        if self.drainer is not None:
+            self.drainer.stop()
         self.ledger.close()
 
 
@@ -122,10 +139,23 @@ def start_node(config: NodeConfig) -> RunningNode:
         node.engine, config.channel, config.role, gate, credentials, node.coordinator_key
     )
     network = NetworkStop(alignment, credentials, config.coordinator)
-    book = ConsentBook(node.engine, config.channel, ledger, on_revoked=network.revoked)
+    # what the node owes the ledger and the network survives outages and crashes (one try per
+    # pass: the outbox's drainer does the retrying)
+    outbox = Outbox(
+        node.engine,
+        LedgerWriter(credentials, config.coordinator, COORDINATOR, retry_s=0),
+        block=network.block,
+        lookup=ProvenLookup(ledger, node.coordinator_key),
+    )
+    book = ConsentBook(
+        node.engine, config.channel, ledger, outbox=outbox, row_keys=alignment.row_keys_of
+    )
     consent = ConsentServicer(book, ledger, node.coordinator_key)
     alignment_servicer = NodeAlignmentServicer(alignment, COORDINATOR, node.is_registered)
     own_spend = OwnSpend(node.engine, config.channel, gate)
+    prometheus = CollectorRegistry()  # this process's own, so in-process parties never mix
+    prometheus.register(NodeCollector(node.engine))
+    metrics = serve_metrics(config.metrics_listen, prometheus) if config.metrics_listen else None
     server = create_server(
         config.listen,
         credentials,
@@ -152,14 +182,21 @@ def start_node(config: NodeConfig) -> RunningNode:
             ),
             own_spend,
         ),
+        metrics=prometheus,
     )
-    running = RunningNode(config, node, server, ledger, book, gate, alignment)
+    running = RunningNode(config, node, server, ledger, book, gate, alignment, metrics=metrics)
     try:
         version = register_with_coordinator(node, credentials, config.coordinator, running.endpoint)
     except BaseException:
         server.stop(grace=0)
+        if metrics is not None:
+            metrics.stop()
         raise
     network.catch_up()
+    running.drainer = OutboxDrainer(outbox)
+    running.drainer.start()  # first delivers what was owed before a crash or an outage
+    if metrics is not None:
+        write_endpoint(config.data_dir, metrics.endpoint, METRICS_ENDPOINT_FILE)
     write_endpoint(config.data_dir, running.endpoint)
     log.info("node serving", channel=config.channel, endpoint=running.endpoint, registry=version)
     return running

@@ -17,17 +17,18 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, text
+from sqlalchemy import Connection, Engine, bindparam, delete, text
 from sqlmodel import Session, col, select
 
 from accord.clock import Clock, system_clock
-from accord.consent.events import ConsentGranted, ConsentRevoked, canonical
+from accord.consent.events import ConsentGranted, ConsentRevoked, canonical, encode
 from accord.consent.vocabulary import check_terms
 from accord.crypto.commitment import SALT_BYTES, consent_commitment, subject_commitment
-from accord.errors import InvalidInput, NotFound
+from accord.errors import AccordError, InvalidInput, NotFound
 from accord.node import store
 from accord.node.ledger_writer import EventLedger
 from accord.node.models import ConsentEventRow, ConsentRecordRow, DataUseRow, SubjectSalt
+from accord.node.outbox import GRANTED, REVOKED, Outbox, OutboxEntry, Owed, network_stop
 
 MAX_TERM_DAYS = 3 * 365
 BULK = 2000
@@ -43,14 +44,36 @@ _INSERT_PENDING = text(
     "status, subject_commitment, consent_commitment) VALUES (:record_id, :local_ref, :terms, "
     ":purposes, :given_at, :expires_at, 'pending', :subject_commitment, :consent_commitment)"
 )
+# A grant reaches the ledger after the record exists (and maybe after its revocation).
 _MARK_GRANTED = text(
-    "UPDATE consent_record SET status = 'granted', grant_index = :index "
-    "WHERE record_id = :record_id"
+    "UPDATE consent_record SET grant_index = :index, status = CASE WHEN status = 'pending' "
+    "THEN 'granted' ELSE status END WHERE record_id = :record_id"
 )
+_MARK_REVOKED = text("UPDATE consent_record SET revoke_index = :index WHERE record_id = :record_id")
 _INSERT_EVENT = text(
     "INSERT INTO consent_event (record_id, status, at, ledger_index) "
     "VALUES (:record_id, :status, :at, :index)"
 )
+_EVENT_INDEX = text(
+    "UPDATE consent_event SET ledger_index = :index "
+    "WHERE record_id = :record_id AND status = :status AND ledger_index IS NULL"
+)
+# Whether a record's grant is on the ledger or on its way there (then so must its revocation).
+_GRANT_OWED = text(
+    "SELECT record_id FROM ledger_outbox WHERE kind = 'consent.granted' AND state != 'failed' "
+    "AND record_id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+_INDEXES = text(
+    "SELECT record_id, grant_index, revoke_index FROM consent_record WHERE record_id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+_FORGET_RECORDS = text(
+    "UPDATE ledger_outbox SET record_id = NULL WHERE record_id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+_OWED_IDS = text(
+    "SELECT id FROM ledger_outbox WHERE kind = :kind AND record_id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+# How long a request waits for a delivery pass already running before it answers "pending".
+DELIVER_WAIT_S = 5.0
 JURISDICTION_LEN = (2, 8)
 
 
@@ -145,6 +168,8 @@ class ConsentReceipt:
     status: str
     ledger_index: int | None
     consent_commitment: bytes
+    # On its way to the ledger (the coordinator was unreachable); the node's outbox delivers it.
+    ledger_pending: bool = False
 
 
 @dataclass
@@ -200,7 +225,7 @@ def default_terms(
 
 
 class ConsentBook:
-    """The node's consent records and their life on the ledger."""
+    """The node's consent records and their life on the ledger (through the node's outbox)."""
 
     def __init__(
         self,
@@ -208,14 +233,18 @@ class ConsentBook:
         channel: str,
         ledger: EventLedger,
         clock: Clock = system_clock,
-        on_revoked: Callable[[list[str]], None] = lambda refs: None,
+        *,
+        outbox: Outbox | None = None,
+        row_keys: Callable[[Sequence[str]], list[bytes]] = lambda refs: [],
     ) -> None:
         self.engine = engine
         self.channel = channel
         self.ledger = ledger
         self._clock = clock
-        # Told which customers revoked, right after the local stop, so the network stops too.
-        self.on_revoked = on_revoked
+        self.outbox = outbox or Outbox(engine, ledger, clock=clock)
+        self.outbox.on_sent(self._on_sent)
+        # This node's row keys of revoking customers: the network stop the outbox delivers.
+        self._row_keys = row_keys
 
     def _now(self) -> int:
         return int(self._clock())
@@ -249,7 +278,7 @@ class ConsentBook:
                 raise NotFound(f"local_ref {g.local_ref!r} is not a customer of {self.channel!r}")
         salts = self._salts([g.local_ref for g in grants])
         rows: list[dict[str, Any]] = []
-        events: list[ConsentGranted] = []
+        owed: list[Owed] = []
         for g in grants:
             salt = salts[g.local_ref]
             record_id = str(uuid.uuid4())
@@ -267,40 +296,40 @@ class ConsentBook:
                     "consent_commitment": consent,
                 }
             )
-            events.append(
-                ConsentGranted(
-                    self.channel, subject, consent, g.terms.purposes, g.terms.expires_at, now
-                )
+            event = ConsentGranted(
+                self.channel, subject, consent, g.terms.purposes, g.terms.expires_at, now
             )
-        # Pending first: a record exists locally before its commitment is on the ledger, and the
-        # gate uses only records whose grant has a ledger index.
+            owed.append(Owed(GRANTED, encode(event), record_id, consent))
+        # Pending with its ledger event owed, in one transaction: the gate uses only records
+        # whose grant has a ledger index, which the outbox sets once the ledger acknowledged.
         with self.engine.begin() as conn:
             conn.execute(_INSERT_PENDING, rows)
-        indexes = self.ledger.append(events)
-        with self.engine.begin() as conn:
-            conn.execute(
-                _MARK_GRANTED,
-                [
-                    {"record_id": r["record_id"], "index": i}
-                    for r, i in zip(rows, indexes, strict=True)
-                ],
-            )
             conn.execute(
                 _INSERT_EVENT,
                 [
-                    {"record_id": r["record_id"], "status": "granted", "at": now, "index": i}
-                    for r, i in zip(rows, indexes, strict=True)
+                    {"record_id": r["record_id"], "status": "granted", "at": now, "index": None}
+                    for r in rows
                 ],
             )
+            self.outbox.add(conn, owed)
+        record_ids = [r["record_id"] for r in rows]
+        self._deliver(GRANTED, record_ids)
+        indexes = self._indexes(record_ids)
         return [
-            ConsentReceipt(r["record_id"], r["local_ref"], "granted", i, r["consent_commitment"])
-            for r, i in zip(rows, indexes, strict=True)
+            ConsentReceipt(
+                r["record_id"],
+                r["local_ref"],
+                "pending" if indexes[r["record_id"]][0] is None else "granted",
+                indexes[r["record_id"]][0],
+                r["consent_commitment"],
+                ledger_pending=indexes[r["record_id"]][0] is None,
+            )
+            for r in rows
         ]
 
     def revoke(self, record_ids: Sequence[str], reason: str = "withdrawn") -> list[ConsentReceipt]:
-        """Stop new uses now (locally first), then record the revocation on the ledger."""
+        """Stop new uses now; the revocation and the network stop are owed in the same commit."""
         now = self._now()
-        events = []
         rows: list[ConsentRecordRow] = []
         with Session(self.engine, expire_on_commit=False) as session:
             for record_id in record_ids:
@@ -312,41 +341,95 @@ class ConsentBook:
                 row.status, row.revoked_at, row.revoke_reason = "revoked", now, reason
                 session.add(row)
                 rows.append(row)
-                if row.grant_index is not None:
-                    events.append(
-                        ConsentRevoked(
-                            self.channel,
-                            row.subject_commitment,
-                            row.consent_commitment,
-                            now,
-                            reason,
+            on_ledger: set[str] = set()
+            if rows:
+                keys = self._row_keys(sorted({r.local_ref for r in rows}))
+                conn = session.connection()
+                owed_grants = set()
+                for chunk in _chunks([r.record_id for r in rows]):
+                    owed_grants |= {str(x) for (x,) in conn.execute(_GRANT_OWED, {"ids": chunk})}
+                on_ledger = {
+                    r.record_id
+                    for r in rows
+                    if r.grant_index is not None or r.record_id in owed_grants
+                }
+                # The network stop first: it is what stops the other nodes within a second.
+                owed = [network_stop(keys)] if keys else []
+                owed += [
+                    Owed(
+                        REVOKED,
+                        encode(
+                            ConsentRevoked(
+                                self.channel,
+                                r.subject_commitment,
+                                r.consent_commitment,
+                                now,
+                                reason,
+                            )
+                        ),
+                        r.record_id,
+                        r.consent_commitment,
+                    )
+                    for r in rows
+                    if r.record_id in on_ledger
+                ]
+                session.flush()
+                self.outbox.add(conn, owed)
+                for r in rows:
+                    session.add(
+                        ConsentEventRow(
+                            record_id=r.record_id, status="revoked", at=now, ledger_index=None
                         )
                     )
             session.commit()
-            revoked_refs = sorted({r.local_ref for r in rows})
-            receipts_rows = [
-                (r.record_id, r.local_ref, r.consent_commitment, r.grant_index) for r in rows
-            ]
-        if revoked_refs:
-            self.on_revoked(revoked_refs)
-        indexes = self.ledger.append(events) if events else []
-        with Session(self.engine, expire_on_commit=False) as session:
-            out = []
-            pending = iter(indexes)
-            for record_id, local_ref, commitment, grant_index in receipts_rows:
-                index = next(pending) if grant_index is not None else None
-                row = session.get(ConsentRecordRow, record_id)
-                if row is not None:
-                    row.revoke_index = index
-                    session.add(row)
-                session.add(
-                    ConsentEventRow(
-                        record_id=record_id, status="revoked", at=now, ledger_index=index
-                    )
-                )
-                out.append(ConsentReceipt(record_id, local_ref, "revoked", index, commitment))
-            session.commit()
+            receipts_rows = [(r.record_id, r.local_ref, r.consent_commitment) for r in rows]
+        if not rows:
+            return []
+        self._deliver(REVOKED, [r[0] for r in receipts_rows])
+        indexes = self._indexes([r[0] for r in receipts_rows])
+        return [
+            ConsentReceipt(
+                record_id,
+                local_ref,
+                "revoked",
+                indexes[record_id][1],
+                commitment,
+                ledger_pending=record_id in on_ledger and indexes[record_id][1] is None,
+            )
+            for record_id, local_ref, commitment in receipts_rows
+        ]
+
+    def _deliver(self, kind: str, record_ids: list[str]) -> None:
+        """Try to deliver now; raise the ledger's refusal of one of these records' events."""
+        done = self.outbox.deliver(wait_s=DELIVER_WAIT_S)
+        if done is None or not done.refused:
+            return
+        with self.engine.connect() as conn:
+            for chunk in _chunks(record_ids):
+                for (outbox_id,) in conn.execute(_OWED_IDS, {"kind": kind, "ids": chunk}):
+                    refused: AccordError | None = done.refused.get(int(outbox_id))
+                    if refused is not None:
+                        raise refused
+
+    def _indexes(self, record_ids: list[str]) -> dict[str, tuple[int | None, int | None]]:
+        out: dict[str, tuple[int | None, int | None]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(record_ids):
+                for record_id, grant_index, revoke_index in conn.execute(_INDEXES, {"ids": chunk}):
+                    out[str(record_id)] = (grant_index, revoke_index)
         return out
+
+    def _on_sent(self, conn: Connection, sent: Sequence[tuple[OutboxEntry, int | None]]) -> None:
+        """The outbox delivered these: record their ledger indexes with the records."""
+        for kind, mark in ((GRANTED, _MARK_GRANTED), (REVOKED, _MARK_REVOKED)):
+            params = [
+                {"record_id": e.record_id, "index": i, "status": kind.split(".")[1]}
+                for e, i in sent
+                if e.kind == kind and e.record_id is not None
+            ]
+            if params:
+                conn.execute(mark, params)
+                conn.execute(_EVENT_INDEX, params)
 
     def records(self, local_ref: str) -> list[RecordView]:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -426,9 +509,15 @@ class ConsentBook:
             )
             session.exec(delete(DataUseRow).where(col(DataUseRow.local_ref) == local_ref))
             session.exec(delete(SubjectSalt).where(col(SubjectSalt.local_ref) == local_ref))
+            if record_ids:  # what is still owed stays owed, no longer tied to a record
+                session.connection().execute(_FORGET_RECORDS, {"ids": record_ids})
             session.commit()
         store.delete_customer(self.engine, local_ref)
         return counts
+
+
+def _chunks(items: list[str]) -> list[list[str]]:
+    return [items[i : i + BULK] for i in range(0, len(items), BULK)]
 
 
 def parse_expiry(text: str) -> int:

@@ -57,6 +57,7 @@ def _receipt(r: ConsentReceipt) -> consent_pb2.ConsentReceipt:
         local_ref=r.local_ref,
         status=r.status,
         consent_commitment=r.consent_commitment,
+        ledger_pending=r.ledger_pending,
     )
     if r.ledger_index is not None:
         receipt.ledger_index = r.ledger_index

@@ -27,8 +27,13 @@ class EventLedger(Protocol):
 
 class LedgerWriter:
     def __init__(
-        self, credentials: PartyCredentials, coordinator: str, coordinator_party: str
+        self,
+        credentials: PartyCredentials,
+        coordinator: str,
+        coordinator_party: str,
+        retry_s: float = RETRY_S,
     ) -> None:
+        self._retry_s = retry_s  # the outbox retries itself: it asks for one try (0)
         self._target = coordinator
         self._channel = credentials.channel(coordinator, coordinator_party)
         self.stub = ledger_pb2_grpc.LedgerStub(self._channel)
@@ -43,7 +48,7 @@ class LedgerWriter:
             request = ledger_pb2.AppendRequest(entries=batch)
             try:
                 reply = call_with_retry(
-                    partial(self.stub.Append, request, timeout=30), deadline_s=RETRY_S
+                    partial(self.stub.Append, request, timeout=30), deadline_s=self._retry_s
                 )
             except grpc.RpcError as err:
                 raise self._error(err) from err

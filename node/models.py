@@ -166,6 +166,30 @@ class AnsweredRound(NodeTable, table=True):
     run_id: str = Field(max_length=64, index=True)
 
 
+class LedgerOutboxRow(NodeTable, table=True):
+    """Something this node owes the coordinator: a ledger event or a network stop.
+
+    Written in the same transaction as the local change it reports, so a crash or an outage
+    cannot lose it; delivered in ``id`` order and kept, marked ``sent``, as the node's record.
+    """
+
+    __tablename__ = "ledger_outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=24)  # consent.granted | consent.revoked | network.stop
+    state: str = Field(max_length=8, index=True)  # pending | sent | failed
+    record_id: str | None = Field(default=None, max_length=64, index=True)
+    # The consent commitment the ledger can be asked about (grants and revocations).
+    consent: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    # The canonical ledger entry, byte for byte what is appended; row keys for a network stop.
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=512)
+    sent_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    ledger_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
 class BottomModel(NodeTable, table=True):
     """A finished bottom model, with its preprocessing, kept for scoring."""
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import grpc
 import structlog
 
+from accord.errors import InvalidInput, Unavailable
 from accord.node.alignment import NodeAlignment
 from accord.pki_layout import COORDINATOR
 from accord.proto.v1 import alignment_pb2, alignment_pb2_grpc
-from accord.rpc.client import describe_rpc_error
+from accord.rpc.client import describe_rpc_error, rpc_code
 from accord.rpc.tls import PartyCredentials
 
 log = structlog.get_logger(__name__)
@@ -25,23 +26,24 @@ class NetworkStop:
         self._credentials = credentials
         self._coordinator = coordinator
 
-    def revoked(self, local_refs: list[str]) -> None:
-        """After a local revocation: ask the coordinator to stop every node using them."""
-        keys = self._alignment.row_keys_of(local_refs)
-        if not keys:
-            return  # never aligned: no other node can tell who they are
+    def block(self, row_keys: list[bytes]) -> None:
+        """Ask the coordinator to stop every node using these rows (this node's row keys).
+
+        Called by the node's outbox, which retries until it succeeds; Block is idempotent.
+        """
         try:
             with self._credentials.channel(self._coordinator, COORDINATOR) as ch:
                 stub = alignment_pb2_grpc.AlignmentStub(ch)
-                for start in range(0, len(keys), BATCH):
+                for start in range(0, len(row_keys), BATCH):
                     stub.Block(
-                        alignment_pb2.BlockRequest(row_keys=keys[start : start + BATCH]),
+                        alignment_pb2.BlockRequest(row_keys=row_keys[start : start + BATCH]),
                         timeout=TIMEOUT_S,
                     )
         except grpc.RpcError as err:
-            # The local stop and the ledger's revocation stand; the coordinator's status map
-            # still refuses scoring. Other nodes learn of it at the next Block or their start.
-            log.error("network stop not delivered", reason=describe_rpc_error(err, "coordinator"))
+            message = describe_rpc_error(err, "coordinator")
+            if rpc_code(err) == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidInput(message) from err
+            raise Unavailable(message) from err
 
     def catch_up(self) -> None:
         try:

@@ -55,9 +55,17 @@ def _receipts(receipts: list[consent_pb2.ConsentReceipt], title: str) -> None:
             r.record_id,
             r.local_ref,
             r.status,
-            str(r.ledger_index) if r.HasField("ledger_index") else "-",
+            str(r.ledger_index)
+            if r.HasField("ledger_index")
+            else ("pending" if r.ledger_pending else "-"),
         )
     Console().print(table)
+    pending = sum(1 for r in receipts if r.ledger_pending)
+    if pending:
+        Console().print(
+            f"{pending} ledger append(s) pending: recorded at the node, which delivers them "
+            "when the coordinator is reachable (see `accord node status`)"
+        )
 
 
 @consent_app.command("grant")

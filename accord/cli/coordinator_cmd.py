@@ -17,8 +17,28 @@ def serve(
     db: str | None = typer.Option(
         None, "--db", help="Database URL (default: SQLite in --data-dir)."
     ),
+    members: Path | None = typer.Option(
+        None,
+        "--members",
+        help="The operator-signed membership list (default: members.json in --pki); "
+        "replace the file to admit a party, no restart needed.",
+    ),
+    metrics_listen: str | None = typer.Option(
+        None,
+        "--metrics-listen",
+        help="host:port to serve Prometheus metrics on, plain HTTP (port 0: any); off if unset.",
+    ),
 ) -> None:
-    """Serve the registry (and later ledger, alignment, scoring) until SIGTERM."""
+    """Serve the registry, ledger, alignment and scoring until SIGTERM."""
     from accord.coordinator.app import CoordinatorConfig, run_coordinator
 
-    run_coordinator(CoordinatorConfig(data_dir=data_dir, pki_dir=pki, listen=listen, db_url=db))
+    run_coordinator(
+        CoordinatorConfig(
+            data_dir=data_dir,
+            pki_dir=pki,
+            listen=listen,
+            db_url=db,
+            members=members,
+            metrics_listen=metrics_listen,
+        )
+    )

@@ -33,6 +33,11 @@ def serve(
     db: str | None = typer.Option(
         None, "--db", help="Database URL (default: SQLite in --data-dir)."
     ),
+    metrics_listen: str | None = typer.Option(
+        None,
+        "--metrics-listen",
+        help="host:port to serve Prometheus metrics on, plain HTTP (port 0: any); off if unset.",
+    ),
 ) -> None:
     """Serve the node, register with the coordinator, run until SIGTERM."""
     from accord.node.app import NodeConfig, run_node
@@ -47,6 +52,7 @@ def serve(
             listen=listen,
             db_url=db,
             advertise=advertise,
+            metrics_listen=metrics_listen,
         )
     )
 
@@ -98,3 +104,37 @@ def import_(
     upgrade(engine, "node")
     count = store.import_table(engine, table, channel)
     Console().print(f"imported {count} customers and {len(table.columns)} columns into {channel}")
+
+
+@app.command("status")
+def status(
+    data_dir: Path = typer.Option(..., "--data-dir", help="The node's state folder."),
+    db: str | None = typer.Option(
+        None, "--db", help="Database URL (default: SQLite in --data-dir)."
+    ),
+) -> None:
+    """What the node still owes the ledger and the network (its outbox), and the last index."""
+    from rich.table import Table
+
+    from accord.node import outbox
+
+    engine = make_engine(db or sqlite_url(data_dir / "node.db"))
+    upgrade(engine, "node")
+    pending, refused = outbox.pending(engine), outbox.failed(engine)
+    table = Table(title=f"Ledger outbox: {len(pending)} pending, {len(refused)} refused")
+    for header in ("id", "kind", "state", "created", "attempts", "last error"):
+        table.add_column(header)
+    for state, entries in (("pending", pending), ("refused", refused)):
+        for e in entries:
+            table.add_row(
+                str(e.id),
+                e.kind,
+                state,
+                dt.datetime.fromtimestamp(e.created_at, dt.UTC).isoformat(timespec="seconds"),
+                str(e.attempts),
+                e.last_error or "-",
+            )
+    console = Console()
+    console.print(table)
+    last = outbox.last_index(engine)
+    console.print(f"last appended ledger index: {'-' if last is None else last}")

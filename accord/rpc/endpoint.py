@@ -13,16 +13,19 @@ from pathlib import Path
 from accord.errors import ConfigError, Unavailable
 
 ENDPOINT_FILE = "endpoint"
+# Where the party's Prometheus endpoint listens (``--metrics-listen``), written before
+# ENDPOINT_FILE, so whoever sees the party serving finds its metrics too.
+METRICS_ENDPOINT_FILE = "metrics.endpoint"
 
 
-def write_endpoint(data_dir: Path, endpoint: str) -> None:
-    tmp = data_dir / f".{ENDPOINT_FILE}.tmp"
+def write_endpoint(data_dir: Path, endpoint: str, name: str = ENDPOINT_FILE) -> None:
+    tmp = data_dir / f".{name}.tmp"
     tmp.write_text(endpoint + "\n")
-    os.replace(tmp, data_dir / ENDPOINT_FILE)
+    os.replace(tmp, data_dir / name)
 
 
-def clear_endpoint(data_dir: Path) -> None:
-    (data_dir / ENDPOINT_FILE).unlink(missing_ok=True)
+def clear_endpoint(data_dir: Path, name: str = ENDPOINT_FILE) -> None:
+    (data_dir / name).unlink(missing_ok=True)
 
 
 def wait_for_endpoint(data_dir: Path, timeout_s: float = 30.0) -> str:

@@ -19,8 +19,11 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
 from accord.errors import ConfigError
+from accord.rpc.authorization import Admission, AuthorizationInterceptor
+from accord.rpc.metrics import RpcMetrics
 from accord.rpc.status import ErrorStatusInterceptor
 from accord.rpc.tls import MAX_MESSAGE_BYTES, PartyCredentials
 from accord.rpc.wire_log import recorder_from_env
@@ -58,9 +61,21 @@ def create_server(
     register: Registrar,
     *,
     max_workers: int = 32,
+    admit: Admission | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> RunningServer:
-    """Bind ``listen`` (``host:port``; port 0 picks a free one) and start serving."""
-    interceptors: list[grpc.ServerInterceptor] = [ErrorStatusInterceptor()]
+    """Bind ``listen`` (``host:port``; port 0 picks a free one) and start serving.
+
+    Every call passes the authorization interceptor (roles from the caller's certificate, one
+    table in :mod:`accord.rpc.roles`; ``admit`` adds the coordinator's membership check)
+    inside the error interceptor, which turns its refusals into status codes.
+    """
+    interceptors: list[grpc.ServerInterceptor] = [
+        ErrorStatusInterceptor(),
+        AuthorizationInterceptor(admit),
+    ]
+    if metrics is not None:  # outside the error interceptor: counts the final status codes
+        interceptors.insert(0, RpcMetrics(metrics))
     recorder = recorder_from_env(credentials.party)
     if recorder is not None:  # outermost, so it sees exactly what crosses the wire
         interceptors.insert(0, recorder)

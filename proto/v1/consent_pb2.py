@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61\x63\x63ord/v1/consent.proto\x12\taccord.v1\"\xf9\x01\n\x0c\x43onsentTerms\x12\x12\n\ncontroller\x18\x01 \x01(\t\x12\x10\n\x08purposes\x18\x02 \x03(\t\x12\x17\n\x0f\x64\x61ta_categories\x18\x03 \x03(\t\x12\x12\n\nrecipients\x18\x04 \x03(\t\x12\x12\n\nprocessing\x18\x05 \x03(\t\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\x12\x14\n\x0cjurisdiction\x18\x07 \x01(\t\x12\x16\n\x0enotice_version\x18\x08 \x01(\t\x12\x19\n\x11\x63ollection_method\x18\t \x01(\t\x12\x10\n\x08given_at\x18\n \x01(\x03\x12\x12\n\nexpires_at\x18\x0b \x01(\x03\"I\n\x0c\x43onsentGrant\x12\x11\n\tlocal_ref\x18\x01 \x01(\t\x12&\n\x05terms\x18\x02 \x01(\x0b\x32\x17.accord.v1.ConsentTerms\">\n\x13GrantConsentRequest\x12\'\n\x06grants\x18\x01 \x03(\x0b\x32\x17.accord.v1.ConsentGrant\"\x8e\x01\n\x0e\x43onsentReceipt\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x11\n\tlocal_ref\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x19\n\x0cledger_index\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x1a\n\x12\x63onsent_commitment\x18\x05 \x01(\x0c\x42\x0f\n\r_ledger_index\"C\n\x14GrantConsentResponse\x12+\n\x08receipts\x18\x01 \x03(\x0b\x32\x19.accord.v1.ConsentReceipt\"=\n\x14RevokeConsentRequest\x12\x12\n\nrecord_ids\x18\x01 \x03(\t\x12\x11\n\tlocal_ref\x18\x02 \x01(\t\"D\n\x15RevokeConsentResponse\x12+\n\x08receipts\x18\x01 \x03(\x0b\x32\x19.accord.v1.ConsentReceipt\"#\n\x0eSubjectRequest\x12\x11\n\tlocal_ref\x18\x01 \x01(\t\"+\n\x13ShowConsentResponse\x12\x14\n\x0crecords_json\x18\x01 \x01(\t\",\n\x15\x45xportSubjectResponse\x12\x13\n\x0b\x65xport_json\x18\x01 \x01(\t\"\\\n\x14\x45raseSubjectResponse\x12\x18\n\x10\x63onsents_revoked\x18\x01 \x01(\r\x12\x17\n\x0f\x63onsent_records\x18\x02 \x01(\r\x12\x11\n\tdata_uses\x18\x03 \x01(\r2\xfd\x02\n\x07\x43onsent\x12H\n\x05Grant\x12\x1e.accord.v1.GrantConsentRequest\x1a\x1f.accord.v1.GrantConsentResponse\x12K\n\x06Revoke\x12\x1f.accord.v1.RevokeConsentRequest\x1a .accord.v1.RevokeConsentResponse\x12\x41\n\x04Show\x12\x19.accord.v1.SubjectRequest\x1a\x1e.accord.v1.ShowConsentResponse\x12L\n\rExportSubject\x12\x19.accord.v1.SubjectRequest\x1a .accord.v1.ExportSubjectResponse\x12J\n\x0c\x45raseSubject\x12\x19.accord.v1.SubjectRequest\x1a\x1f.accord.v1.EraseSubjectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61\x63\x63ord/v1/consent.proto\x12\taccord.v1\"\xf9\x01\n\x0c\x43onsentTerms\x12\x12\n\ncontroller\x18\x01 \x01(\t\x12\x10\n\x08purposes\x18\x02 \x03(\t\x12\x17\n\x0f\x64\x61ta_categories\x18\x03 \x03(\t\x12\x12\n\nrecipients\x18\x04 \x03(\t\x12\x12\n\nprocessing\x18\x05 \x03(\t\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\x12\x14\n\x0cjurisdiction\x18\x07 \x01(\t\x12\x16\n\x0enotice_version\x18\x08 \x01(\t\x12\x19\n\x11\x63ollection_method\x18\t \x01(\t\x12\x10\n\x08given_at\x18\n \x01(\x03\x12\x12\n\nexpires_at\x18\x0b \x01(\x03\"I\n\x0c\x43onsentGrant\x12\x11\n\tlocal_ref\x18\x01 \x01(\t\x12&\n\x05terms\x18\x02 \x01(\x0b\x32\x17.accord.v1.ConsentTerms\">\n\x13GrantConsentRequest\x12\'\n\x06grants\x18\x01 \x03(\x0b\x32\x17.accord.v1.ConsentGrant\"\xa6\x01\n\x0e\x43onsentReceipt\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x11\n\tlocal_ref\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x19\n\x0cledger_index\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12\x1a\n\x12\x63onsent_commitment\x18\x05 \x01(\x0c\x12\x16\n\x0eledger_pending\x18\x06 \x01(\x08\x42\x0f\n\r_ledger_index\"C\n\x14GrantConsentResponse\x12+\n\x08receipts\x18\x01 \x03(\x0b\x32\x19.accord.v1.ConsentReceipt\"=\n\x14RevokeConsentRequest\x12\x12\n\nrecord_ids\x18\x01 \x03(\t\x12\x11\n\tlocal_ref\x18\x02 \x01(\t\"D\n\x15RevokeConsentResponse\x12+\n\x08receipts\x18\x01 \x03(\x0b\x32\x19.accord.v1.ConsentReceipt\"#\n\x0eSubjectRequest\x12\x11\n\tlocal_ref\x18\x01 \x01(\t\"+\n\x13ShowConsentResponse\x12\x14\n\x0crecords_json\x18\x01 \x01(\t\",\n\x15\x45xportSubjectResponse\x12\x13\n\x0b\x65xport_json\x18\x01 \x01(\t\"\\\n\x14\x45raseSubjectResponse\x12\x18\n\x10\x63onsents_revoked\x18\x01 \x01(\r\x12\x17\n\x0f\x63onsent_records\x18\x02 \x01(\r\x12\x11\n\tdata_uses\x18\x03 \x01(\r2\xfd\x02\n\x07\x43onsent\x12H\n\x05Grant\x12\x1e.accord.v1.GrantConsentRequest\x1a\x1f.accord.v1.GrantConsentResponse\x12K\n\x06Revoke\x12\x1f.accord.v1.RevokeConsentRequest\x1a .accord.v1.RevokeConsentResponse\x12\x41\n\x04Show\x12\x19.accord.v1.SubjectRequest\x1a\x1e.accord.v1.ShowConsentResponse\x12L\n\rExportSubject\x12\x19.accord.v1.SubjectRequest\x1a .accord.v1.ExportSubjectResponse\x12J\n\x0c\x45raseSubject\x12\x19.accord.v1.SubjectRequest\x1a\x1f.accord.v1.EraseSubjectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,21 +38,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GRANTCONSENTREQUEST']._serialized_start=365
   _globals['_GRANTCONSENTREQUEST']._serialized_end=427
   _globals['_CONSENTRECEIPT']._serialized_start=430
-  _globals['_CONSENTRECEIPT']._serialized_end=572
-  _globals['_GRANTCONSENTRESPONSE']._serialized_start=574
-  _globals['_GRANTCONSENTRESPONSE']._serialized_end=641
-  _globals['_REVOKECONSENTREQUEST']._serialized_start=643
-  _globals['_REVOKECONSENTREQUEST']._serialized_end=704
-  _globals['_REVOKECONSENTRESPONSE']._serialized_start=706
-  _globals['_REVOKECONSENTRESPONSE']._serialized_end=774
-  _globals['_SUBJECTREQUEST']._serialized_start=776
-  _globals['_SUBJECTREQUEST']._serialized_end=811
-  _globals['_SHOWCONSENTRESPONSE']._serialized_start=813
-  _globals['_SHOWCONSENTRESPONSE']._serialized_end=856
-  _globals['_EXPORTSUBJECTRESPONSE']._serialized_start=858
-  _globals['_EXPORTSUBJECTRESPONSE']._serialized_end=902
-  _globals['_ERASESUBJECTRESPONSE']._serialized_start=904
-  _globals['_ERASESUBJECTRESPONSE']._serialized_end=996
-  _globals['_CONSENT']._serialized_start=999
-  _globals['_CONSENT']._serialized_end=1380
+  _globals['_CONSENTRECEIPT']._serialized_end=596
+  _globals['_GRANTCONSENTRESPONSE']._serialized_start=598
+  _globals['_GRANTCONSENTRESPONSE']._serialized_end=665
+  _globals['_REVOKECONSENTREQUEST']._serialized_start=667
+  _globals['_REVOKECONSENTREQUEST']._serialized_end=728
+  _globals['_REVOKECONSENTRESPONSE']._serialized_start=730
+  _globals['_REVOKECONSENTRESPONSE']._serialized_end=798
+  _globals['_SUBJECTREQUEST']._serialized_start=800
+  _globals['_SUBJECTREQUEST']._serialized_end=835
+  _globals['_SHOWCONSENTRESPONSE']._serialized_start=837
+  _globals['_SHOWCONSENTRESPONSE']._serialized_end=880
+  _globals['_EXPORTSUBJECTRESPONSE']._serialized_start=882
+  _globals['_EXPORTSUBJECTRESPONSE']._serialized_end=926
+  _globals['_ERASESUBJECTRESPONSE']._serialized_start=928
+  _globals['_ERASESUBJECTRESPONSE']._serialized_end=1020
+  _globals['_CONSENT']._serialized_start=1023
+  _globals['_CONSENT']._serialized_end=1404
 # @@protoc_insertion_point(module_scope)

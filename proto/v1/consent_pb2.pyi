@@ -131,12 +131,17 @@ class ConsentReceipt(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     LEDGER_INDEX_FIELD_NUMBER: _builtins.int
     CONSENT_COMMITMENT_FIELD_NUMBER: _builtins.int
+    LEDGER_PENDING_FIELD_NUMBER: _builtins.int
     record_id: _builtins.str
     local_ref: _builtins.str
     status: _builtins.str
     ledger_index: _builtins.int
     """Index of the grant or revocation on the ledger; absent if it is not on the ledger."""
     consent_commitment: _builtins.bytes
+    ledger_pending: _builtins.bool
+    """The ledger event is committed at the node but not yet on the ledger (the coordinator was
+    unreachable); the node's outbox delivers it. `accord node status` lists what is pending.
+    """
     def __init__(
         self,
         *,
@@ -145,10 +150,11 @@ class ConsentReceipt(_message.Message):
         status: _builtins.str = ...,
         ledger_index: _builtins.int | None = ...,
         consent_commitment: _builtins.bytes = ...,
+        ledger_pending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ledger_index", b"_ledger_index", "ledger_index", b"ledger_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ledger_index", b"_ledger_index", "consent_commitment", b"consent_commitment", "ledger_index", b"ledger_index", "local_ref", b"local_ref", "record_id", b"record_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ledger_index", b"_ledger_index", "consent_commitment", b"consent_commitment", "ledger_index", b"ledger_index", "ledger_pending", b"ledger_pending", "local_ref", b"local_ref", "record_id", b"record_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ledger_index: _TypeAlias = _typing.Literal["ledger_index"]  # noqa: Y015
     _WhichOneofArgType__ledger_index: _TypeAlias = _typing.Literal["_ledger_index", b"_ledger_index"]  # noqa: Y015

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from sqlalchemy import inspect, text
 from accord.coordinator.models import CoordinatorTable
 from accord.coordinator.registry import NodeRegistry
 from accord.crypto.keys import KeyAgreementKey, NoteSigner
+from accord.crypto.pki import IssuedKeyPair, issue_party_certificate
 from accord.data.channel_file import ChannelTable
 from accord.errors import Conflict, InvalidInput, NotPermitted, NotReady
 from accord.node import store
@@ -136,10 +139,20 @@ def test_registry_versions_signatures_and_rules(db_url: str, pki_dir: Path) -> N
         label, peer="label", peer_cert_pem=(pki_dir / "label" / CERT_FILE).read_bytes()
     )
     shop_as_label = _descriptor(pki_dir, "shop", role="label")
-    with pytest.raises(Conflict, match="already holds the label role"):
+    with pytest.raises(NotPermitted, match="may register only as feature"):
         registry.register(
             shop_as_label, peer="shop", peer_cert_pem=(pki_dir / "shop" / CERT_FILE).read_bytes()
         )
+    # a second label certificate (the membership list would refuse it first): still refused
+    ca = IssuedKeyPair(
+        (pki_dir / "ca" / "ca.key").read_bytes(), (pki_dir / "ca" / "ca.crt").read_bytes()
+    )
+    crm_cert = issue_party_certificate(
+        ca, "crm", role="label", now=dt.datetime.now(dt.UTC)
+    ).cert_pem
+    crm = dataclasses.replace(label, channel="crm", certificate_pem=crm_cert)
+    with pytest.raises(NotPermitted, match="already holds the label role"):
+        registry.register(crm, peer="crm", peer_cert_pem=crm_cert)
     assert [n.channel for n in registry.view().nodes] == ["label", "pay"]
     # a restart reads the same state back
     again = NodeRegistry(engine, signer)

@@ -1,0 +1,64 @@
+"""A node's own Prometheus metrics, read from its store at each scrape.
+
+Consent records by state, the customers held, and the training rounds this node answered.
+Training runs in the node's Flower ClientApp, a process of its own; each round it answers is
+recorded in this node's store (``answered_round``), so the count covers every runtime. Only
+counts leave the store, labelled with fixed state names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from accord.clock import Clock, system_clock
+
+log = structlog.get_logger(__name__)
+
+# ``consent_record.status`` values, plus ``expired``: granted, but past its expiry date.
+CONSENT_STATES = ("pending", "granted", "expired", "revoked")
+
+_CONSENTS = text(
+    "SELECT CASE WHEN status = 'granted' AND expires_at <= :now THEN 'expired' ELSE status END, "
+    "COUNT(*) FROM consent_record GROUP BY 1"
+)
+_CUSTOMERS = text("SELECT COUNT(*) FROM customer")
+_ANSWERED = text("SELECT COUNT(*) FROM answered_round")
+
+
+class NodeCollector(Collector):
+    def __init__(self, engine: Engine, clock: Clock = system_clock) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        try:
+            with self._engine.connect() as conn:
+                states = {
+                    str(s): int(n)
+                    for s, n in conn.execute(_CONSENTS, {"now": int(self._clock())}).all()
+                }
+                customers = int(conn.execute(_CUSTOMERS).scalar() or 0)
+                answered = int(conn.execute(_ANSWERED).scalar() or 0)
+        except SQLAlchemyError as exc:  # a scrape must not fail with the database
+            log.warning("node metrics unavailable", error=str(exc))
+            return
+        consents = GaugeMetricFamily(
+            "accord_consents", "This node's consent records, by state.", labels=("state",)
+        )
+        for state in CONSENT_STATES:
+            consents.add_metric((state,), states.get(state, 0))
+        yield consents
+        yield GaugeMetricFamily(
+            "accord_node_customers", "Customers in this node's store.", value=customers
+        )
+        yield CounterMetricFamily(
+            "accord_training_rounds_answered",
+            "Training exchanges (round ids) this node answered, in any run.",
+            value=answered,
+        )
