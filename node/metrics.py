@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from accord.clock import Clock, system_clock
+from node.store import customer_count
 
 log = structlog.get_logger(__name__)
 
@@ -27,7 +28,6 @@ _CONSENTS = text(
     "SELECT CASE WHEN status = 'granted' AND expires_at <= :now THEN 'expired' ELSE status END, "
     "COUNT(*) FROM consent_record GROUP BY 1"
 )
-_CUSTOMERS = text("SELECT COUNT(*) FROM customer")
 _ANSWERED = text("SELECT COUNT(*) FROM answered_round")
 
 
@@ -43,8 +43,9 @@ class NodeCollector(Collector):
                     str(s): int(n)
                     for s, n in conn.execute(_CONSENTS, {"now": int(self._clock())}).all()
                 }
-                customers = int(conn.execute(_CUSTOMERS).scalar() or 0)
                 answered = int(conn.execute(_ANSWERED).scalar() or 0)
+            # the count goes through the store: only the gate reads customer rows
+            customers = customer_count(self._engine)
         except SQLAlchemyError as exc:  # a scrape must not fail with the database
             log.warning("node metrics unavailable", error=str(exc))
             return

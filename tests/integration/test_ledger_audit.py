@@ -268,7 +268,7 @@ def test_hostile_reads_are_invalid_argument_and_change_nothing(
     cut: int,
 ) -> None:
     net = coordinator
-    s = stub(net)
+    s = stub(net, "auditor")  # reads of whole entries are the auditor's (roles table)
     if not getattr(coordinator, "_seeded", False):
         append(net, [grant_event(i) for i in range(30)])
         wait_checkpoint(net, 30)
