@@ -87,16 +87,24 @@ def train(
 
 @app.command("score")
 def score(
-    requests: int = typer.Option(2000, "--requests", help="Scoring requests to send."),
+    requests: int = typer.Option(2000, "--requests", help="Scoring requests (closed loop)."),
     concurrency: int = typer.Option(16, "--concurrency", help="Concurrent touchpoints."),
+    rate: float | None = typer.Option(
+        None, "--rate", help="Open loop: requests per second, whatever the answers."
+    ),
+    seconds: float = typer.Option(20.0, "--seconds", help="Open loop: how long to send."),
 ) -> None:
-    """End-to-end scoring latency (credential, fan-out, masked sum) vs a no-work fan-out."""
+    """End-to-end scoring latency (credential, fan-out, masked sum) vs a no-work fan-out, with
+    each process's CPU per request."""
     if requests < 1 or concurrency < 1:
         raise ConfigError("--requests and --concurrency must be positive")
-    from accord.bench.score import run_score_bench
+    if rate is not None and (rate <= 0 or seconds <= 0 or rate * seconds < 1):
+        raise ConfigError("--rate and --seconds must be positive (at least one request)")
+    from accord.bench.score import Load, run_score_bench
 
+    load = Load(requests, concurrency, rate, seconds if rate is not None else 0.0)
     with Progress(console=Console(stderr=True)) as progress:
-        emit(run_score_bench(requests, concurrency, progress))
+        emit(run_score_bench(load, progress))
 
 
 @app.command("ltv")
@@ -115,3 +123,18 @@ def ltv(
 
     result = run_ltv_experiment(data_path=source, chart_path=chart)
     emit(result.as_dict())
+
+
+@app.command("zkp")
+def zkp(
+    runs: int = typer.Option(200, "--runs", help="Repetitions of each timed operation."),
+    reference_runs: int = typer.Option(
+        3, "--reference-runs", help="Verifications by the slow py-ecc reference."
+    ),
+) -> None:
+    """BBS sign, prove and verify over 10 messages (1..10 disclosed) vs py-ecc and a pairing."""
+    if runs < 1 or reference_runs < 1:
+        raise ConfigError("--runs and --reference-runs must be positive")
+    from accord.bench.zkp import run_zkp_bench
+
+    emit(run_zkp_bench(runs, reference_runs).as_json())
