@@ -138,18 +138,3 @@ def zkp(
     from accord.bench.zkp import run_zkp_bench
 
     emit(run_zkp_bench(runs, reference_runs).as_json())
-
-
-@app.command("zkp")
-def zkp(
-    runs: int = typer.Option(200, "--runs", help="Repetitions of each timed operation."),
-    reference_runs: int = typer.Option(
-        3, "--reference-runs", help="Verifications by the slow py-ecc reference."
-    ),
-) -> None:
-    """BBS sign, prove and verify over 10 messages (1..10 disclosed) vs py-ecc and a pairing."""
-    if runs < 1 or reference_runs < 1:
-        raise ConfigError("--runs and --reference-runs must be positive")
-    from accord.bench.zkp import run_zkp_bench
-
-    emit(run_zkp_bench(runs, reference_runs).as_json())
