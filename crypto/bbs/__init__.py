@@ -16,6 +16,11 @@ This package only re-exports; each part lives in its own module:
 - :mod:`.core`: Sign and Verify.
 - :mod:`.randomness`: ProofGen's random scalars and the draft's seeded mock.
 - :mod:`.proof`: ProofGen and ProofVerify.
+- :mod:`.blind`: blind signatures (draft-kalos-bbs-blind-signatures): Commit, BlindSign,
+  BlindVerify and proofs over committed messages the signer never saw.
+- :mod:`.pseudonym`: per-verifier pseudonyms over blind signatures
+  (draft-irtf-cfrg-bbs-per-verifier-linkability): NymCommit, BlindSignWithNym and proofs that
+  show one stable pseudonym per verifier context.
 """
 
 from accord.crypto.bbs.core import calculate_domain, sign, verify
