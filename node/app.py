@@ -17,6 +17,7 @@ from accord.node.consent import ConsentBook
 from accord.node.consent_server import ConsentServicer
 from accord.node.gate import ConsentGate
 from accord.node.keys import load_or_create_keys
+from accord.node.ledger_watch import LedgerWatcher, start_ledger_watch
 from accord.node.ledger_writer import LedgerWriter
 from accord.node.metrics import NodeCollector
 from accord.node.network_stop import NetworkStop
@@ -97,6 +98,7 @@ class RunningNode:
     alignment: NodeAlignment
     drainer: OutboxDrainer | None = None
     metrics: MetricsServer | None = None
+    watch: LedgerWatcher | None = None
 
     @property
     def endpoint(self) -> str:
@@ -110,6 +112,8 @@ class RunningNode:
             self.metrics.stop()
         if self.drainer is not None:
             self.drainer.stop()
+        if self.watch is not None:
+            self.watch.stop()
         self.ledger.close()
 
 
@@ -195,6 +199,8 @@ def start_node(config: NodeConfig) -> RunningNode:
     network.catch_up()
     running.drainer = OutboxDrainer(outbox)
     running.drainer.start()  # first delivers what was owed before a crash or an outage
+    # every checkpoint the coordinator serves must extend the last one this node verified
+    running.watch = start_ledger_watch(node.engine, ledger, node.coordinator_key)
     if metrics is not None:
         write_endpoint(config.data_dir, metrics.endpoint, METRICS_ENDPOINT_FILE)
     write_endpoint(config.data_dir, running.endpoint)

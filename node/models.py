@@ -238,3 +238,38 @@ class OwnSpendRow(NodeTable, table=True):
     # the one group sum this node released for the model: how many customers it covered
     summed_customers: int
     created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class LedgerView(NodeTable, table=True):
+    """The newest checkpoint of the coordinator's ledger this node verified (one row per log).
+
+    The node's ledger watch (:mod:`accord.node.ledger_watch`) moves it forward only along a
+    verified consistency proof, so the checkpoints it has seen form one append-only history.
+    """
+
+    __tablename__ = "ledger_view"
+
+    origin: str = Field(primary_key=True, max_length=255)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    note: str
+    verified_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class LedgerAlarm(NodeTable, table=True):
+    """Evidence that the coordinator's ledger went back or forked: a checkpoint this node held
+    and a signed one that does not extend it. Kept until an operator clears it."""
+
+    __tablename__ = "ledger_alarm"
+
+    origin: str = Field(primary_key=True, max_length=255)
+    source: str = Field(primary_key=True, max_length=16)  # watch | witness
+    kind: str = Field(max_length=16)  # rollback | fork
+    detail: str = Field(max_length=512)
+    held_size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    held_note: str
+    served_size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    served_note: str
+    detected_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_seen_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    times: int = 1

@@ -6,7 +6,8 @@ the new checkpoint and returns its cosignature (c2sp.org/tlog-cosignature). It r
 checkpoint signed by another key, one older than what it cosigned, and one inconsistent with
 it: two checkpoints of one size with different roots are a fork, and a coordinator that shows
 different logs to different parties cannot collect cosignatures from witnesses that saw the
-other view. Checking the old size and recording the new checkpoint happen atomically.
+other view. Checking the old size and recording the new checkpoint happen atomically. A fork it
+refuses is also kept as an alarm with both checkpoints (:mod:`accord.node.ledger_watch`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from accord.crypto.keys import NoteSigner, NoteVerifier
 from accord.crypto.merkle import HASH_SIZE, verify_consistency
 from accord.crypto.note import Checkpoint, Note, NoteSignature, verify_checkpoint
 from accord.errors import Conflict, InvalidInput, NotFound, NotPermitted, NotReady
+from accord.node.ledger_watch import FORK, WITNESS, Held, record_alarm
 from accord.node.models import WitnessCheckpoint
 
 log = structlog.get_logger(__name__)
@@ -88,6 +90,14 @@ class Witness:
             row = session.get(WitnessCheckpoint, checkpoint.origin, with_for_update=True)
             held_size = row.size if row is not None else 0
             if checkpoint.size < held_size:
+                # A stale checkpoint or a rolled-back log: a note alone cannot tell them apart
+                # (the node's ledger watch can: it asks the log for its latest).
+                log.warning(
+                    "refused an older checkpoint",
+                    origin=checkpoint.origin,
+                    size=checkpoint.size,
+                    cosigned=held_size,
+                )
                 raise InvalidInput(
                     f"checkpoint {checkpoint.size} of {checkpoint.origin} is older than checkpoint "
                     f"{held_size} this witness cosigned; a witness never goes back"
@@ -98,7 +108,13 @@ class Witness:
                     f"old_size {held_size} and a consistency proof from it"
                 )
             if row is not None:
-                self._check_consistent(row, checkpoint, note, proof)
+                try:
+                    self._check_consistent(row, checkpoint, note, proof)
+                except Conflict as exc:
+                    evidence = Held(row.size, bytes(row.root_hash), row.note)
+                    session.rollback()
+                    self._keep_evidence(evidence, checkpoint, note, str(exc))
+                    raise
             now = int(self._clock())
             if row is None:
                 row = WitnessCheckpoint(
@@ -112,6 +128,22 @@ class Witness:
             session.commit()
         log.info("cosigned checkpoint", origin=checkpoint.origin, size=checkpoint.size)
         return cosign(Note.parse(note).text, self._signer, now)
+
+    def _keep_evidence(self, held: Held, new: Checkpoint, note: str, reason: str) -> None:
+        """Record a fork this witness refused as an alarm (``accord node status`` shows it)."""
+        with Session(self._engine) as session:
+            record_alarm(
+                session,
+                origin=new.origin,
+                source=WITNESS,
+                kind=FORK,
+                detail=reason,
+                held=held,
+                served_size=new.size,
+                served_note=_log_signed_only(note, self._logs[new.origin]),
+                now=int(self._clock()),
+            )
+            session.commit()
 
     def _verify(self, note: str, old_size: int, proof: Sequence[bytes]) -> Checkpoint:
         try:

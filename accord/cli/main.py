@@ -15,6 +15,7 @@ import typer
 from accord.cli import (
     align_cmd,
     audit_cmd,
+    backup_cmd,
     bench_cmd,
     consent_cmd,
     coordinator_cmd,
@@ -53,6 +54,8 @@ app.command("demo")(demo_cmd.demo)
 app.command("align")(align_cmd.align)
 app.command("train")(train_cmd.train)
 app.command("score")(score_cmd.score)
+app.command("backup")(backup_cmd.backup)
+app.command("restore")(backup_cmd.restore)
 
 
 @app.callback()

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from sqlalchemy import Engine
 
 from accord.data.channel_file import read_channel_table
-from accord.errors import InvalidInput
+from accord.errors import ConfigError, InvalidInput
 from accord.node import store
 from accord.store.engine import make_engine, sqlite_url
 from accord.store.migrate import upgrade
@@ -138,3 +139,50 @@ def status(
     console.print(table)
     last = outbox.last_index(engine)
     console.print(f"last appended ledger index: {'-' if last is None else last}")
+    _ledger_status(engine, console)
+
+
+def _ledger_status(engine: Engine, console: Console) -> None:
+    """The coordinator checkpoint this node holds, and any rollback or fork it detected."""
+    from accord.node.ledger_watch import LedgerAlarmed, alarms, views
+
+    for view in views(engine):
+        checked = dt.datetime.fromtimestamp(view.verified_at, dt.UTC).isoformat(timespec="seconds")
+        console.print(
+            f"coordinator ledger: checkpoint {view.size} (root {bytes(view.root_hash).hex()[:16]}) "
+            f"verified, last extended {checked}"
+        )
+    found = alarms(engine)
+    for alarm in found:
+        seen = dt.datetime.fromtimestamp(alarm.last_seen_at, dt.UTC).isoformat(timespec="seconds")
+        console.print(
+            f"[bold red]LEDGER {alarm.kind.upper()}[/] (seen by the {alarm.source} {alarm.times} "
+            f"times, last {seen}): {alarm.detail}"
+        )
+    if found:
+        raise LedgerAlarmed(
+            f"the coordinator's ledger does not extend the checkpoint this node holds "
+            f"({found[0].kind}: held {found[0].held_size}, served {found[0].served_size}); "
+            "both signed checkpoints are kept in the node's ledger_alarm table as evidence"
+        )
+
+
+@app.command("clear-ledger-alarms")
+def clear_ledger_alarms(
+    data_dir: Path = typer.Option(..., "--data-dir", help="The node's state folder."),
+    db: str | None = typer.Option(
+        None, "--db", help="Database URL (default: SQLite in --data-dir)."
+    ),
+) -> None:
+    """After investigating a rollback or fork: forget it and trust the ledger as now served."""
+    from accord.node.ledger_watch import clear_alarms
+
+    if db is None and not (data_dir / "node.db").is_file():
+        raise ConfigError(f"no node database in {data_dir}")
+    engine = make_engine(db or sqlite_url(data_dir / "node.db"))
+    upgrade(engine, "node")
+    count = clear_alarms(engine)
+    Console().print(
+        f"cleared {count} ledger alarms; the node follows the coordinator's ledger from its "
+        "next checkpoint"
+    )
