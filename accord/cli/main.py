@@ -27,6 +27,7 @@ from accord.cli import (
     registry_cmd,
     score_cmd,
     train_cmd,
+    wallet_cmd,
 )
 from accord.cli.state import STATE
 from accord.errors import AccordError
@@ -50,6 +51,7 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(bench_cmd.app, name="bench")
 app.add_typer(consent_cmd.consent_app, name="consent")
 app.add_typer(consent_cmd.subject_app, name="subject")
+app.add_typer(wallet_cmd.app, name="wallet")
 app.command("demo")(demo_cmd.demo)
 app.command("align")(align_cmd.align)
 app.command("train")(train_cmd.train)
