@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from accord.consent.vocabulary import PURPOSES
 from accord.crypto.bbs import blind
+from accord.crypto.bbs.suite import PROOF_MIN_LENGTH, SCALAR_LENGTH
 from accord.crypto.errors import BbsVerificationError
 from accord.errors import InvalidInput
 
@@ -37,6 +38,8 @@ CHANNEL, EXPIRES, NOTICE, JURISDICTION = range(4)
 FIRST_PURPOSE = 4
 MESSAGE_COUNT = FIRST_PURPOSE + len(PURPOSES)
 DAY = 86400
+# The signed scalars: the messages, the prover's blind and the holder secret; three disclosed.
+PROOF_LENGTH = PROOF_MIN_LENGTH + SCALAR_LENGTH * (MESSAGE_COUNT + 2 - 3)
 # How long an issued or renewed credential lives, at most (whole UTC days after today's end).
 DEFAULT_TTL_DAYS = 1
 
@@ -191,6 +194,9 @@ def verify_presentation(
     if presentation.expires_at <= now:
         raise PresentationRefused("expired", "the credential has expired")
     messages, indexes = presentation.disclosed()
+    if len(presentation.proof) != PROOF_LENGTH:
+        # every credential has one shape; a proof of any other signature is not ours
+        raise PresentationRefused("proof", "the consent proof has the wrong length")
     try:
         blind.blind_proof_verify(
             pk,

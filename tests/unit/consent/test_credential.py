@@ -115,6 +115,26 @@ def test_claims_the_proof_does_not_carry_are_refused(wallet: Wallet) -> None:
         assert refused.value.reason == "proof"
 
 
+def test_a_proof_of_another_shape_is_refused(wallet: Wallet) -> None:
+    from accord.crypto.bbs import blind
+
+    # a blind signature over the same messages but no holder secret, proven honestly
+    fields = _fields()
+    signature = blind.blind_sign(SHOP_SK, SHOP_PK, b"", cred.HEADER, fields.messages())
+    index = cred.purpose_index("risk-scoring")
+    proof = blind.blind_proof_gen(
+        SHOP_PK,
+        signature,
+        cred.HEADER,
+        cred.presentation_header(NONCE, "pay"),
+        fields.messages(),
+        [],
+        [0, 1, index],
+    )
+    with pytest.raises(cred.PresentationRefused, match="wrong length"):
+        _verify(cred.Presentation("shop", "risk-scoring", fields.expires_at, proof))
+
+
 def test_the_holder_cannot_present_what_the_consent_does_not_cover(wallet: Wallet) -> None:
     with pytest.raises(InvalidInput, match="does not cover"):
         holder.present(wallet, "shop", "model-training", NONCE, "pay", NOW)
