@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -19,6 +20,7 @@ from accord.coordinator.publisher import RegistryPublisher
 from accord.coordinator.registry import NodeRegistry
 from accord.coordinator.scoring import ScoringService
 from accord.coordinator.server import registrar
+from accord.coordinator.training_server import TrainingServicer
 from accord.pki_layout import MEMBERS_FILE, load_coordinator_signer
 from accord.rpc.endpoint import METRICS_ENDPOINT_FILE, clear_endpoint, host_of, write_endpoint
 from accord.rpc.metrics import MetricsServer, serve_metrics
@@ -26,6 +28,9 @@ from accord.rpc.server import RunningServer, create_server, serve_until_signalle
 from accord.rpc.tls import PartyCredentials
 from accord.store.engine import make_engine, sqlite_url
 from accord.store.migrate import upgrade
+
+if TYPE_CHECKING:
+    from accord.coordinator.fleet import Fleet
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +48,8 @@ class CoordinatorConfig:
     checkpoint_interval_s: float = 0.5
     # host:port of the Prometheus endpoint (port 0: any); None: no endpoint.
     metrics_listen: str | None = None
+    # host:port of the standing SuperLink's Fleet API (port 0: any); None: no training here.
+    fleet_listen: str | None = None
 
     def database(self) -> str:
         return self.db_url or sqlite_url(self.data_dir / "coordinator.db")
@@ -67,6 +74,7 @@ class Coordinator:
     publisher: RegistryPublisher
     ledger: Ledger
     metrics: MetricsServer | None = None
+    fleet: Fleet | None = None
 
     @property
     def endpoint(self) -> str:
@@ -79,6 +87,8 @@ class Coordinator:
         if self.metrics is not None:
             self.metrics.stop()
         self.publisher.stop()
+        if self.fleet is not None:
+            self.fleet.stop()
         self.ledger.stop()
 
 
@@ -109,20 +119,59 @@ def start_coordinator(config: CoordinatorConfig) -> Coordinator:
     metrics_server = (
         serve_metrics(config.metrics_listen, prometheus) if config.metrics_listen else None
     )
-    server = create_server(
-        config.listen,
-        credentials,
-        registrar(registry, ledger, alignment, blocker, publisher.notify, scoring, metrics),
-        admit=membership.admit,
-        metrics=prometheus,
-    )
+    fleet = _start_fleet(config) if config.fleet_listen else None
+
+    def feature_nodes() -> int:
+        return sum(1 for n in registry.view().nodes if n.role == "feature")
+
+    try:
+        server = create_server(
+            config.listen,
+            credentials,
+            registrar(
+                registry,
+                ledger,
+                alignment,
+                blocker,
+                publisher.notify,
+                scoring,
+                metrics,
+                TrainingServicer(fleet, feature_nodes),
+            ),
+            admit=membership.admit,
+            metrics=prometheus,
+        )
+    except BaseException:
+        if fleet is not None:
+            fleet.stop()
+        raise
     publisher.start()
-    coordinator = Coordinator(config, server, registry, publisher, ledger, metrics_server)
+    coordinator = Coordinator(config, server, registry, publisher, ledger, metrics_server, fleet)
+    if fleet is not None:
+        fleet.settings_endpoint(coordinator.endpoint)
     if metrics_server is not None:
         write_endpoint(config.data_dir, metrics_server.endpoint, METRICS_ENDPOINT_FILE)
     write_endpoint(config.data_dir, coordinator.endpoint)
-    log.info("coordinator serving", endpoint=coordinator.endpoint, key=signer.verifier.encode())
+    log.info(
+        "coordinator serving",
+        endpoint=coordinator.endpoint,
+        fleet=fleet.endpoint if fleet is not None else None,
+        key=signer.verifier.encode(),
+    )
     return coordinator
+
+
+def _start_fleet(config: CoordinatorConfig) -> Fleet:
+    """The standing SuperLink (its coordinator endpoint is filled in once the server is up)."""
+    from accord.coordinator.fleet import Fleet, FleetSettings  # Flower and torch: only here
+
+    assert config.fleet_listen is not None
+    fleet = Fleet(
+        config.fleet_listen,
+        FleetSettings(config.data_dir, config.pki_dir, endpoint="", db_url=config.db_url),
+    )
+    fleet.start()
+    return fleet
 
 
 def _load_models_library() -> None:

@@ -49,21 +49,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from accord.coordinator.flower_app import progress_path, report_path
 from accord.errors import AccordError, ConfigError, Unavailable
+from accord.flower_guard import CLIENTAPP, SERVERAPP, guarded_path, write_shims
+from accord.node.supernode import supernode_auth_key
 from accord.pki_layout import COORDINATOR
 from accord.rpc.tls import CA_FILE, CERT_FILE, KEY_FILE
 from accord.scoring.split_model import SplitConfig
-from accord.secrets import write_secret
 
 CONNECTION = "accord"
 APP_NAME = "accord-trust"
-SERVERAPP = "accord.coordinator.flower_app:app"
-CLIENTAPP = "accord.node.flower_app:app"
-AUTH_KEY_FILE = "flower-supernode.key"
 STOP_TIMEOUT_S = 15.0
 STATUS_POLL_S = 30.0
 NODE_SETTINGS = ("data-dir", "pki", "coordinator")
@@ -120,30 +115,6 @@ def coordinator_party_dir(pki_dir: Path) -> Path:
     raise ConfigError(f"{pki_dir} holds no coordinator credentials (tls.crt, tls.key)")
 
 
-def supernode_auth_key(data_dir: Path) -> Path:
-    """The node's SuperNode key (OpenSSH, P-384), made on first use; returns its public half."""
-    private = data_dir / AUTH_KEY_FILE
-    public = data_dir / f"{AUTH_KEY_FILE}.pub"
-    if not private.exists():
-        key = ec.generate_private_key(ec.SECP384R1())
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-        write_secret(private, pem.decode())
-        public.unlink(missing_ok=True)
-    if not public.exists():
-        loaded = serialization.load_ssh_private_key(private.read_bytes(), None)
-        public.write_bytes(
-            loaded.public_key().public_bytes(
-                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-            )
-            + b"\n"
-        )
-    return public
-
-
 def app_pyproject(defaults: Mapping[str, Scalar]) -> str:
     """``pyproject.toml`` of the Flower app (written by hand: ``flwr new`` needs the internet)."""
     config = "\n".join(f"{k} = {_toml(v)}" for k, v in defaults.items())
@@ -183,6 +154,7 @@ RUN_CONFIG_DEFAULTS: dict[str, Scalar] = {
     "split-config": "",
     "timeout-s": 300.0,
     "report": "",
+    "ticket": "",
 }
 
 
@@ -250,6 +222,8 @@ class Deployment:
         self.logs = self.run_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self._homes = Path(tempfile.mkdtemp(prefix="accord-flwr-"))
+        # Flower starts its app processes by name: the guard's shims come first on PATH
+        self._shims = write_shims(self._homes / "guard")
 
     # -- processes -------------------------------------------------------------------------
     def __enter__(self) -> Deployment:
@@ -264,7 +238,7 @@ class Deployment:
         self.stop()
 
     def _env(self, home: str) -> dict[str, str]:
-        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        path = guarded_path(self._shims)
         flwr_home = self._homes / home
         flwr_home.mkdir(parents=True, exist_ok=True)
         return {
@@ -295,8 +269,9 @@ class Deployment:
         return f"{self.host}:{self.port}"
 
     def start_superlink(self, timeout_s: float = 60.0) -> str:
+        """Start the SuperLink on ``self.port`` (0: a free one) and wait until it listens."""
         started = time.perf_counter()
-        self.port = free_port(self.host)
+        self.port = self.port or free_port(self.host)
         args = [_tool("flower-superlink"), "--host", self.host, "--port", str(self.port)]
         args += ["--disable-runtime-dependency-installation"]
         if self.tls:
@@ -368,6 +343,10 @@ class Deployment:
             )
         return body
 
+    def register_key(self, channel: str, public_key: Path) -> None:
+        """Register a SuperNode's public key (OpenSSH) under ``channel``'s name."""
+        self.flwr_json("supernode", "register", str(public_key), CONNECTION, "--name", channel)
+
     def register(self, channel: str, data_dir: Path) -> Path:
         """Register the node's SuperNode key at the SuperLink; return its private key's path.
 
@@ -375,7 +354,7 @@ class Deployment:
         sends only ``flower-supernode.key.pub`` to the coordinator's operator, who registers it.
         """
         public = supernode_auth_key(data_dir)
-        self.flwr_json("supernode", "register", str(public), CONNECTION, "--name", channel)
+        self.register_key(channel, public)
         return public.with_suffix("")
 
     def start_supernode(

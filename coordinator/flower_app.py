@@ -45,7 +45,7 @@ from accord.coordinator.flower_server import FlowerLink
 from accord.coordinator.model_store import save_model
 from accord.coordinator.own_spend import scales_for_model
 from accord.coordinator.training import NodeFailed, TrainingRun, load_training_set
-from accord.errors import ConfigError, NotFound
+from accord.errors import ConfigError, NotFound, NotPermitted
 from accord.node.ledger_writer import LedgerWriter
 from accord.pki_layout import COORDINATOR, load_coordinator_verifier
 from accord.rpc.tls import PartyCredentials
@@ -221,9 +221,46 @@ def train(config: Mapping[str, object], grid: Grid, flower_run_id: int) -> dict[
 app = ServerApp()
 
 
+# Set by the coordinator's standing SuperLink (:mod:`accord.coordinator.fleet`): runs must then
+# carry a ticket the coordinator's Training service wrote, one use each.
+TICKETS_ENV = "ACCORD_FLEET_TICKETS"
+TICKET_SETTINGS = (
+    "coordinator-data",
+    "coordinator-db",
+    "coordinator-pki",
+    "coordinator-endpoint",
+    "report",
+)
+
+
+def redeem_ticket(config: Mapping[str, object], tickets: Path) -> dict[str, object]:
+    """The run config with the coordinator's own settings from its ticket (which is used up).
+
+    A run submitted to the SuperLink by anyone but the coordinator's Training service has no
+    ticket and is refused before it touches the coordinator's data; the paths a run uses come
+    from the ticket, never from the submitter.
+    """
+    ticket = str(config.get("ticket", ""))
+    if not ticket or not ticket.isalnum() or len(ticket) > 64:
+        raise NotPermitted("this run was not started by the coordinator (no valid ticket)")
+    path = tickets / ticket
+    try:
+        settings = json.loads(path.read_text())
+        path.unlink()
+    except FileNotFoundError:
+        raise NotPermitted("this run's ticket is unknown or was used already") from None
+    merged = {k: v for k, v in config.items() if k not in TICKET_SETTINGS}
+    merged.update({k: settings[k] for k in TICKET_SETTINGS if k in settings})
+    return merged
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    train(dict(context.run_config), grid, int(context.run_id))
+    config: dict[str, object] = dict(context.run_config)
+    tickets = os.environ.get(TICKETS_ENV)
+    if tickets:
+        config = redeem_ticket(config, Path(tickets))
+    train(config, grid, int(context.run_id))
 
 
-__all__ = ["app", "progress_path", "report_path", "train"]
+__all__ = ["TICKETS_ENV", "app", "progress_path", "redeem_ticket", "report_path", "train"]

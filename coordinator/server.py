@@ -15,6 +15,7 @@ from accord.coordinator.metrics import CoordinatorMetrics
 from accord.coordinator.registry import NodeRegistry
 from accord.coordinator.scoring import ScoringService
 from accord.coordinator.scoring_server import add_scoring
+from accord.coordinator.training_server import TrainingServicer, add_training
 from accord.proto.v1 import registry_pb2, registry_pb2_grpc
 from accord.registry import reject_unknown_fields, verify_registration
 from accord.rpc.server import Registrar
@@ -51,6 +52,7 @@ def registrar(
     on_change: Callable[[], None],
     scoring: ScoringService | None = None,
     metrics: CoordinatorMetrics | None = None,
+    training: TrainingServicer | None = None,
 ) -> Registrar:
     """Adds every coordinator service to a server."""
 
@@ -63,6 +65,7 @@ def registrar(
             add_ledger(server, ledger),
             add_alignment(server, AlignmentServicer(alignment, blocker, metrics)),
             *([add_scoring(server, scoring, metrics)] if scoring is not None else []),
+            add_training(server, training or TrainingServicer(None)),
         ]
 
     return add

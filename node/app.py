@@ -27,6 +27,7 @@ from accord.node.scoring import ScoringParticipant
 from accord.node.scoring_server import NodeScoringServicer
 from accord.node.server import registrar
 from accord.node.service import Node
+from accord.node.supernode import SuperNodeSettings, SuperNodeSupervisor
 from accord.node.witness import Witness
 from accord.pki_layout import COORDINATOR, load_coordinator_verifier
 from accord.proto.v1 import registry_pb2_grpc
@@ -59,6 +60,8 @@ class NodeConfig:
     db_url: str | None = None
     advertise: str | None = None  # host:port others call, when it differs from --listen
     metrics_listen: str | None = None  # host:port of the Prometheus endpoint; None: none
+    # a feature node runs its training participant (a SuperNode) when the coordinator has a Fleet
+    train: bool = True
 
     def database(self) -> str:
         return self.db_url or sqlite_url(self.data_dir / "node.db")
@@ -99,6 +102,7 @@ class RunningNode:
     drainer: OutboxDrainer | None = None
     metrics: MetricsServer | None = None
     watch: LedgerWatcher | None = None
+    supernode: SuperNodeSupervisor | None = None
 
     @property
     def endpoint(self) -> str:
@@ -107,6 +111,8 @@ class RunningNode:
     def stop(self) -> None:
         clear_endpoint(self.config.data_dir)
         clear_endpoint(self.config.data_dir, METRICS_ENDPOINT_FILE)
+        if self.supernode is not None:
+            self.supernode.stop()
         self.server.stop()
         if self.metrics is not None:
             self.metrics.stop()
@@ -201,6 +207,14 @@ def start_node(config: NodeConfig) -> RunningNode:
     running.drainer.start()  # first delivers what was owed before a crash or an outage
     # every checkpoint the coordinator serves must extend the last one this node verified
     running.watch = start_ledger_watch(node.engine, ledger, node.coordinator_key)
+    if config.train and config.role == "feature":
+        running.supernode = SuperNodeSupervisor(
+            SuperNodeSettings(
+                config.channel, config.data_dir, config.pki_dir, config.coordinator, config.db_url
+            ),
+            credentials,
+        )
+        running.supernode.start()
     if metrics is not None:
         write_endpoint(config.data_dir, metrics.endpoint, METRICS_ENDPOINT_FILE)
     write_endpoint(config.data_dir, running.endpoint)

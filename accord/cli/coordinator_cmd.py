@@ -28,6 +28,12 @@ def serve(
         "--metrics-listen",
         help="host:port to serve Prometheus metrics on, plain HTTP (port 0: any); off if unset.",
     ),
+    fleet_listen: str | None = typer.Option(
+        None,
+        "--fleet-listen",
+        help="host:port of the standing Flower SuperLink that feature nodes' SuperNodes join "
+        "(TLS with this coordinator's certificate; port 0: any); no training here if unset.",
+    ),
 ) -> None:
     """Serve the registry, ledger, alignment and scoring until SIGTERM."""
     from accord.coordinator.app import CoordinatorConfig, run_coordinator
@@ -40,5 +46,6 @@ def serve(
             db_url=db,
             members=members,
             metrics_listen=metrics_listen,
+            fleet_listen=fleet_listen,
         )
     )

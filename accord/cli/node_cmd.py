@@ -39,6 +39,12 @@ def serve(
         "--metrics-listen",
         help="host:port to serve Prometheus metrics on, plain HTTP (port 0: any); off if unset.",
     ),
+    train: bool = typer.Option(
+        True,
+        "--train/--no-train",
+        help="A feature node runs its training participant (a Flower SuperNode joined to the "
+        "coordinator's Fleet, reading only this node's store) when the coordinator has one.",
+    ),
 ) -> None:
     """Serve the node, register with the coordinator, run until SIGTERM."""
     from accord.node.app import NodeConfig, run_node
@@ -54,6 +60,7 @@ def serve(
             db_url=db,
             advertise=advertise,
             metrics_listen=metrics_listen,
+            train=train,
         )
     )
 

@@ -26,6 +26,12 @@ STAGES = {
 
 
 def train(
+    coordinator: str | None = typer.Option(
+        None,
+        "--coordinator",
+        help="host:port of the coordinator: train through its SuperLink, on every feature "
+        "node's own SuperNode, as the operator in --pki (the coordinator's own folder).",
+    ),
     network_dir: Path = typer.Option(
         Path(".demo"),
         "--network-dir",
@@ -70,6 +76,11 @@ def train(
     rounds = rounds if rounds is not None else DEFAULT_ROUNDS[model_kind]
     if rounds < 1:
         raise ConfigError("--rounds must be at least 1")
+    if coordinator is not None:
+        if pki is None:
+            raise ConfigError("--coordinator needs --pki: the operator's own folder")
+        _train_through_coordinator(coordinator, pki, model_kind, rounds, seed, alignment_run)
+        return
     from dataclasses import replace
 
     from accord.coordinator.train_job import NetworkLayout, train_network
@@ -143,6 +154,61 @@ def _model_table(kind: str, model_id: object, index: object, metrics: object) ->
         value = values.get(key)
         table.add_row(label, shown.format(float(value)) if value is not None else "undefined")
     return table
+
+
+def _train_through_coordinator(
+    coordinator: str,
+    pki: Path,
+    model_kind: str,
+    rounds: int,
+    seed: int,
+    alignment_run: str | None,
+) -> None:
+    """Ask the coordinator to train on the nodes' own SuperNodes; show its progress, then
+    the held-out measures. Reads nothing but the operator's own folder."""
+    import json
+
+    import grpc
+
+    from accord.errors import Unavailable
+    from accord.pki_layout import COORDINATOR
+    from accord.proto.v1 import training_pb2, training_pb2_grpc
+    from accord.rpc.client import describe_rpc_error
+    from accord.rpc.tls import PartyCredentials
+
+    credentials = PartyCredentials.load(pki)
+    request = training_pb2.TrainRequest(
+        model=model_kind, rounds=rounds, seed=seed, alignment_run=alignment_run or ""
+    )
+    console = Console()
+    body: dict[str, object] = {}
+    with (
+        credentials.channel(coordinator, COORDINATOR) as channel,
+        Progress(*counted_columns(), console=console) as progress,
+    ):
+        task = progress.add_task("training: waiting for the nodes' SuperNodes", total=rounds)
+        try:
+            for update in training_pb2_grpc.TrainingStub(channel).Train(request):
+                if update.report_json:
+                    body = json.loads(update.report_json)
+                    progress.update(task, description=STAGES["done"], completed=rounds)
+                    break
+                progress.update(
+                    task, description=STAGES.get(update.stage, update.stage), completed=update.round
+                )
+        except grpc.RpcError as err:
+            raise Unavailable(describe_rpc_error(err, f"coordinator at {coordinator}")) from err
+    dropped = body.get("dropped_nodes")
+    table = _model_table(
+        model_kind, body.get("model_id"), body.get("ledger_index"), body.get("metrics")
+    )
+    table.add_row("Flower exchanges", str(body.get("exchanges")))
+    table.add_row("seconds per exchange", str(body.get("seconds_per_exchange")))
+    table.add_row(
+        "dropped nodes", ", ".join(dropped) if isinstance(dropped, list) and dropped else "none"
+    )
+    table.add_row("run seconds", str(body.get("seconds")))
+    console.print(table)
 
 
 def _train_on_deployment_engine(

@@ -44,6 +44,14 @@ def host_of(listen: str) -> str:
     return listen.rsplit(":", 1)[0]
 
 
+def port_of(listen: str) -> int:
+    """The port of ``host:port`` (0: any free one), or a readable ConfigError."""
+    _, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"expected HOST:PORT, got {listen!r}")
+    return int(port)
+
+
 WILDCARD_HOSTS = ("0.0.0.0", "[::]", "::", "")  # noqa: S104  (recognised, never bound)
 
 

@@ -43,6 +43,9 @@ ALLOWED_ROLES: Mapping[str, frozenset[str]] = {
     "/accord.v1.Alignment/RunAlignment": frozenset({LABEL, COORDINATOR}),
     "/accord.v1.Alignment/Block": NODES,
     "/accord.v1.Alignment/GetBlockedRows": NODES,
+    # A feature node's SuperNode joins the SuperLink under its own name; the operator trains.
+    "/accord.v1.Training/JoinFleet": frozenset({FEATURE}),
+    "/accord.v1.Training/Train": frozenset({COORDINATOR}),
     "/accord.v1.Scoring/Begin": frozenset({MARKETER}),
     "/accord.v1.Scoring/Score": frozenset({MARKETER}),
     "/accord.v1.Scoring/Probe": frozenset({MARKETER, COORDINATOR}),

@@ -9,6 +9,8 @@ the table lists the caller's role; otherwise it is PERMISSION_DENIED naming the 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import pkgutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,21 +19,18 @@ import grpc
 import pytest
 from helpers import make_pki
 
+import accord.proto.v1
 from accord.crypto.pki import ROLES
-from accord.proto.v1 import (
-    alignment_pb2,
-    audit_pb2,
-    consent_pb2,
-    ledger_pb2,
-    node_pb2,
-    registry_pb2,
-    scoring_pb2,
-)
 from accord.rpc.roles import ALLOWED_ROLES, allowed_roles
 from accord.rpc.server import RunningServer, create_server
 from accord.rpc.tls import PartyCredentials
 
-MODULES = (alignment_pb2, audit_pb2, consent_pb2, ledger_pb2, node_pb2, registry_pb2, scoring_pb2)
+# every generated module, so a new service cannot be left out of this test
+MODULES = tuple(
+    importlib.import_module(f"accord.proto.v1.{m.name}")
+    for m in pkgutil.iter_modules(accord.proto.v1.__path__)
+    if m.name.endswith("_pb2")
+)
 PARTY_OF_ROLE = {
     "coordinator": "coordinator",
     "feature": "pay",
