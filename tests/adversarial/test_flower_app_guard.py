@@ -120,3 +120,52 @@ def test_a_ticket_sets_the_paths_and_is_used_once(tmp_path: Path) -> None:
     assert merged["seed"] == 3
     with pytest.raises(NotPermitted, match="used already"):
         redeem_ticket(submitted, tickets)
+
+
+@pytest.mark.parametrize(
+    ("command", "cli", "runtime", "entry"),
+    [
+        (
+            "flwr-clientapp",
+            "flwr.supernode.cli",
+            "flwr.supernode.runtime.run_clientapp",
+            "flwr_clientapp",
+        ),
+        (
+            "flwr-serverapp",
+            "flwr.superlink.cli",
+            "flwr.superlink.runtime.run_serverapp",
+            "flwr_serverapp",
+        ),
+    ],
+)
+def test_the_guarded_command_checks_before_flower_installs(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    cli: str,
+    runtime: str,
+    entry: str,
+) -> None:
+    """The name Flower's app process installs through is the checked one once the guard runs."""
+    import importlib
+
+    from accord.flower_guard import run_guarded
+
+    evil = fab(
+        tmp_path / "evil",
+        accord_pyproject().replace("accord.node.flower_app:app", "evil:app"),
+        {"evil.py": EVIL_MODULE},
+    )
+    installed: list[bytes] = []
+    module = importlib.import_module(runtime)
+    monkeypatch.setattr(module, "install_from_fab", lambda content, **_: installed.append(content))
+
+    def flower_entry() -> None:  # stands in for Flower's process: it installs the run's FAB
+        module.install_from_fab(evil, skip_prompt=True)
+
+    monkeypatch.setattr(importlib.import_module(cli), entry, flower_entry)
+    monkeypatch.setattr("sys.argv", [command])
+    with pytest.raises(NotPermitted, match="carries files"):
+        run_guarded(command)
+    assert installed == []  # Flower's installer never saw the bundle
