@@ -135,6 +135,14 @@ class ExtendsReport:
 
 def verify_extends(client: LedgerClient, old: VerifiedCheckpoint) -> ExtendsReport:
     """Prove the current log extends ``old`` and that every entry hashes to the signed root."""
+    # the latest signed checkpoint first: a log rolled back (a coordinator restored from an
+    # older backup) cannot prove anything about ``old``, and its signed word is the evidence
+    latest = client.checkpoint().checkpoint
+    if latest.size < old.checkpoint.size:
+        raise AuditFailure(
+            f"the log shrank: the latest checkpoint the coordinator signed has {latest.size} "
+            f"entries, yours {old.checkpoint.size}: it was rolled back; keep both checkpoints"
+        )
     new, proof = client.prove_extends(old)
     if new.checkpoint.size < old.checkpoint.size:
         raise AuditFailure(
