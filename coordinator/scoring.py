@@ -157,6 +157,18 @@ class ScoringService:
             self._model = load_model(self.engine, model_id, kind=kind)
         return self._model
 
+    def _model_named(self, model_id: str) -> LoadedModel:
+        """The model Begin chose for a request (the one its credential names, which the nodes
+        embed with): the loaded one without a database read, since :meth:`model` chose it at
+        Begin; otherwise the newest, if it is still that one."""
+        loaded = self._model
+        if loaded is not None and loaded.model_id == model_id:
+            return loaded
+        model = self.model()
+        if model.model_id != model_id:
+            raise NotReady("a new model was published since Begin: call Begin again")
+        return model
+
     def _channel(self, endpoint: str, node: str) -> grpc.Channel:
         key = (endpoint, node)
         with self._lock:
@@ -308,9 +320,7 @@ class ScoringService:
             pending = self._pending.pop(request_id, None)
         if pending is None:
             raise NotFound("unknown or expired request: call Begin again")
-        model = self.model()
-        if model.model_id != pending.model:
-            raise NotReady("a new model was published since Begin: call Begin again")
+        model = self._model_named(pending.model)
         extra = set(presentations) - set(pending.nodes)
         if extra:
             raise InvalidInput(

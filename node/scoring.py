@@ -23,6 +23,7 @@ from accord.crypto import masking
 from accord.crypto.keys import KeyAgreementKey, NoteVerifier
 from accord.errors import InvalidInput, NotFound, NotPermitted
 from accord.node.alignment import NodeAlignment
+from accord.node.embed_batch import BatchedForward
 from accord.node.gate import ConsentGate
 from accord.node.own_spend import OwnSpend
 
@@ -78,6 +79,7 @@ class ScoringParticipant:
         self._own_spend = own_spend
         self._replay = ReplayCache()
         self._models: dict[str, KeptModel] = {}
+        self._forwards: dict[str, BatchedForward] = {}  # one pass for concurrent requests' rows
         # presentations verified in CHECK, so COMPUTE (same bytes) does not verify them again
         self._verified: dict[bytes, tuple[VerifiedCredential, str]] = {}
         self._lock = threading.Lock()
@@ -94,6 +96,13 @@ class ScoringParticipant:
             if model_id not in self._models:
                 self._models[model_id] = load_kept_model(self.engine, model_id)
             return self._models[model_id]
+
+    def _forward(self, model_id: str) -> BatchedForward:
+        model = self._model(model_id)
+        with self._lock:
+            if model_id not in self._forwards:
+                self._forwards[model_id] = BatchedForward(model.embed)
+            return self._forwards[model_id]
 
     def _credential(
         self, presentation: str, purpose: str, phase: str
@@ -144,8 +153,7 @@ class ScoringParticipant:
         if missing:
             raise NotPermitted(f"unknown participants {', '.join(missing)}: not in the registry")
         rows = self.gate.require(purpose, request_id, local_ref)  # logs the use
-        model = self._model(cred.model)
-        embedding = model.embed(rows.features)
+        embedding = self._forward(cred.model)(rows.features)
         masked = masking.mask_embedding(
             self.channel,
             self.kx_key,
