@@ -1,7 +1,9 @@
 """Training on Flower's Deployment Engine: a SuperLink and one SuperNode per feature node, each
 its own process, over TLS with SuperNode authentication, beside the real Accord network.
 
-(a) a short training finishes, stores a model version and records it on the ledger;
+(A short training through the coordinator's standing SuperLink, from the CLI, is
+tests/integration/test_fleet_training.py.)
+
 (b) P8: a SuperNode killed (SIGKILL) after the first round leaves a finished, usable model
 and a run report that names the dropped node;
 (c) the SuperLink turns away a SuperNode whose key the coordinator did not register.
@@ -12,8 +14,6 @@ from __future__ import annotations
 import json
 import math
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +24,6 @@ from sqlalchemy import Engine, text
 
 from accord.consent.events import Record, decode
 from accord.coordinator.deployment import Deployment, run_on_deployment_engine, supernode_auth_key
-from accord.coordinator.flower_app import PROGRESS_SUFFIX, REPORT_DIR
 from accord.coordinator.model_store import load_model
 from accord.launcher import LocalNetwork
 from accord.proto.v1 import ledger_pb2, ledger_pb2_grpc
@@ -105,63 +104,6 @@ def stored_model(network: LocalNetwork, model_id: str) -> dict[str, object]:
         "ledger_index": row[2],
         "report": json.loads(row[3]),
     }
-
-
-@pytest.mark.timeout(600)
-def test_a_short_training_runs_through_superlink_and_supernodes(
-    aligned: tuple[LocalNetwork, dict[str, str]],
-) -> None:
-    """`accord train --runtime deployment`, as an operator runs it (one run serves the CLI's
-    test and the engine's: each run costs minutes of CI)."""
-    network, _ = aligned
-    reports = network.workdir / "coordinator" / REPORT_DIR
-    before = set(reports.glob("*.json")) if reports.exists() else set()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accord",
-            "train",
-            "--runtime",
-            "deployment",
-            "--network-dir",
-            str(network.workdir),
-            "--rounds",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "held-out AUC" in result.stdout and "Flower exchanges" in result.stdout
-    (path,) = {p for p in reports.glob("*.json") if not p.name.endswith(PROGRESS_SUFFIX)} - before
-    report = json.loads(path.read_text())
-
-    assert report["status"] == "completed"
-    assert report["dropped_nodes"] == []
-    assert report["nodes"] == list(FEATURE_NODES)
-    # three Flower nodes answered, one per channel, each its own SuperNode
-    assert sorted(report["flower_nodes"]) == list(FEATURE_NODES)
-    assert report["exchanges"] == 8  # hello, start, 2 × (embed, backprop), score, finish
-    logs = network.workdir / "flower" / str(report["run_id"]) / "logs"
-    assert (logs / "superlink.log").stat().st_size > 0
-    for channel in FEATURE_NODES:
-        assert "Receiving: query.embed" in (logs / f"supernode-{channel}.log").read_text()
-
-    model_id = str(report["model_id"])
-    assert f"Trust model {model_id}" in result.stdout
-    stored = stored_model(network, model_id)
-    assert stored["ledger_index"] == report["ledger_index"]
-    assert stored["training_run"] == report["run_id"]
-    record, appended_by = ledger_record(network, int(str(report["ledger_index"])))
-    assert appended_by == "coordinator"
-    assert record.kind == "model.version"
-    assert record.body["model"] == model_id
-    assert record.body["alignmentRun"] == stored["alignment_run"] == report["alignment_run"]
-    assert record.body["droppedNodes"] == []
-    metrics = report["metrics"]
-    assert isinstance(metrics, dict) and 0.0 <= metrics["auc"] <= 1.0
 
 
 def test_p8_training_survives_a_supernode_killed_mid_run(

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import aligned_network
+from test_deployment_engine import ledger_record, stored_model
 
 from accord.launcher import LocalNetwork
 
@@ -66,6 +67,20 @@ def test_operator_trains_through_the_coordinator_on_the_nodes_own_supernodes(
         assert (fleet.node_dir(channel) / "flower-supernode.key").exists()
     # the ticket was used up
     assert list((fleet.workdir / "coordinator" / "flower" / "tickets").iterdir()) == []
+    assert report["exchanges"] == 8  # hello, start, 2 × (embed, backprop), score, finish
+    # stored, and on the ledger in the coordinator's name
+    model_id = str(report["model_id"])
+    assert f"Trust model {model_id}" in result.stdout
+    stored = stored_model(fleet, model_id)
+    assert stored["ledger_index"] == report["ledger_index"]
+    assert stored["training_run"] == report["run_id"]
+    record, appended_by = ledger_record(fleet, int(str(report["ledger_index"])))
+    assert appended_by == "coordinator"
+    assert record.kind == "model.version"
+    assert record.body["model"] == model_id
+    assert record.body["alignmentRun"] == stored["alignment_run"] == report["alignment_run"]
+    metrics = report["metrics"]
+    assert isinstance(metrics, dict) and 0.0 <= metrics["auc"] <= 1.0
 
 
 def test_a_feature_role_cannot_start_training(fleet: LocalNetwork) -> None:
