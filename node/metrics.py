@@ -1,6 +1,7 @@
 """A node's own Prometheus metrics, read from its store at each scrape.
 
-Consent records by state, the customers held, and the training rounds this node answered.
+Consent records by state, the customers held, the training rounds this node answered, and the
+ledger alarms it holds (a coordinator's ledger that went back or forked).
 Training runs in the node's Flower ClientApp, a process of its own; each round it answers is
 recorded in this node's store (``answered_round``), so the count covers every runtime. Only
 counts leave the store, labelled with fixed state names.
@@ -29,6 +30,7 @@ _CONSENTS = text(
     "COUNT(*) FROM consent_record GROUP BY 1"
 )
 _ANSWERED = text("SELECT COUNT(*) FROM answered_round")
+_ALARMS = text("SELECT COUNT(*) FROM ledger_alarm")
 
 
 class NodeCollector(Collector):
@@ -44,6 +46,7 @@ class NodeCollector(Collector):
                     for s, n in conn.execute(_CONSENTS, {"now": int(self._clock())}).all()
                 }
                 answered = int(conn.execute(_ANSWERED).scalar() or 0)
+                alarms = int(conn.execute(_ALARMS).scalar() or 0)
             # the count goes through the store: only the gate reads customer rows
             customers = customer_count(self._engine)
         except SQLAlchemyError as exc:  # a scrape must not fail with the database
@@ -62,4 +65,10 @@ class NodeCollector(Collector):
             "accord_training_rounds_answered",
             "Training exchanges (round ids) this node answered, in any run.",
             value=answered,
+        )
+        yield GaugeMetricFamily(
+            "accord_ledger_alarms",
+            "Rollbacks or forks of the coordinator's ledger this node detected and keeps as "
+            "evidence (accord node status); 0 while every checkpoint extends the last.",
+            value=alarms,
         )

@@ -277,3 +277,4 @@ def test_node_collector_counts_consents_by_state_customers_and_answered_rounds(
     } == {"pending": 1, "granted": 2, "expired": 1, "revoked": 1}
     assert got[("accord_node_customers", ())] == 5
     assert got[("accord_training_rounds_answered_total", ())] == 4
+    assert got[("accord_ledger_alarms", ())] == 0

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from accord.crypto.keys import NoteSigner
 from accord.crypto.merkle import CompactRange, MemoryNodeStore, consistency_proof, leaf_hash
 from accord.crypto.note import Checkpoint, Note, sign_checkpoint, verify_checkpoint
 from accord.errors import Conflict, InvalidInput
 from accord.node.ledger_watch import LedgerWatch, alarms, clear_alarms, views
+from accord.node.metrics import NodeCollector
 from accord.node.witness import Witness
 from accord.store.engine import make_engine, sqlite_url
 from accord.store.migrate import upgrade
@@ -89,6 +91,9 @@ def test_a_rolled_back_log_raises_an_alarm_and_the_view_stays(engine) -> None:  
     assert verify_checkpoint(alarm.held_note, [LOG.verifier], origin=LOG.name).size == 20
     assert verify_checkpoint(alarm.served_note, [LOG.verifier], origin=LOG.name).size == 12
     assert views(engine)[0].size == 20
+    metrics = CollectorRegistry()
+    metrics.register(NodeCollector(engine))
+    assert metrics.get_sample_value("accord_ledger_alarms") == 1
     # the restored log growing past the old size does not make it consistent again
     restored.prefix = "after-restore-"
     restored.grow(30)
