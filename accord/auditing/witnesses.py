@@ -257,10 +257,14 @@ def require_quorum(results: Sequence[WitnessResult], quorum: int, target: Checkp
         held = sorted({(f.size, f.root) for f in forks})
         views = "; ".join(f"checkpoint {size} with root {_b64(root)}" for size, root in held)
         names = ", ".join(f.witness for f in forks)
+        # a witness holding a larger tree that does not lead here: the log went back
+        what = "a split view"
+        if any(f.size > target.size for f in forks):
+            what += " or a rolled-back log (e.g. a coordinator restored from an older backup)"
         raise AuditFailure(
             f"fork: the coordinator signed checkpoint {target.size} of {target.origin} with root "
             f"{_b64(target.root_hash)}, and also {views}, held by witness "
-            f"{names} ({forks[0].reason}): a split view; {len(cosigned)} of the {quorum} "
+            f"{names} ({forks[0].reason}): {what}; {len(cosigned)} of the {quorum} "
             "cosignatures required"
         )
     if len(cosigned) < quorum:
