@@ -208,6 +208,12 @@ def restore(
         manifest = archive.read(source, staging, ALLOWED)
         role = check_role(manifest.role)
         revision = _known_revision(role, manifest.revision)
+        other = next(r for r in ROLES if r != role)
+        if (data_dir / DB_FILE[other]).exists():
+            raise BackupRefused(
+                f"{data_dir} holds a {other}'s database and this is a backup of a {role}; "
+                "restore it into that party's own folder"
+            )
         url = _database(role, data_dir, db_url)
         target_pg = postgres.is_postgres(url)
         copy = staging / archive.DATABASE

@@ -139,6 +139,9 @@ def test_bad_input_gets_one_line_and_changes_nothing(
     backup("node", folder, good, clock=CLOCK)
     junk = tmp_path / "junk.tgz"
     junk.write_text("not a backup\n")
+    coordinator = tmp_path / "coordinator"
+    coordinator.mkdir()
+    (coordinator / "coordinator.db").write_bytes(b"")
     before = snapshot_of(folder)
     cases = [
         (
@@ -160,6 +163,7 @@ def test_bad_input_gets_one_line_and_changes_nothing(
         (["restore", "--from", str(tmp_path / "absent"), "--data-dir", str(folder)], "no file at"),
         (["restore", "--from", str(good), "--data-dir", str(tmp_path / "nope")], "no folder at"),
         (["restore", "--from", str(good), "--data-dir", str(folder)], "pass --replace"),
+        (["restore", "--from", str(good), "--data-dir", str(coordinator)], "a coordinator's"),
     ]
     for argv, message in cases:
         assert run(argv) == 1, argv
@@ -167,6 +171,7 @@ def test_bad_input_gets_one_line_and_changes_nothing(
         assert len(err.splitlines()) == 1 and message in err, (argv, err)
     assert snapshot_of(folder) == before
     assert not (tmp_path / "nope").exists()
+    assert [p.name for p in coordinator.iterdir()] == ["coordinator.db"]
 
 
 def forged(path: Path, manifest: dict, members: dict[str, bytes]) -> Path:  # type: ignore[type-arg]
