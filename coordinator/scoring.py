@@ -50,6 +50,7 @@ log = structlog.get_logger(__name__)
 COORDINATOR = "coordinator"
 DEADLINE_S = 1.0
 PENDING_TTL_S = 120
+MODEL_RECHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class ScoringService:
         self._pending: dict[str, Pending] = {}
         self._lock = threading.Lock()
         self._model: LoadedModel | None = None
+        self._model_checked = 0.0  # time.monotonic() of the last look for a newer model
 
     # -- set-up -----------------------------------------------------------------------------
     def record_policy(self) -> int:
@@ -140,7 +142,12 @@ class ScoringService:
 
     def model(self) -> LoadedModel:
         """The network's model: its newest trust model, or, on a network that has only
-        learnt lifetime value, its newest LTV model. Weights load only when a newer one lands."""
+        learnt lifetime value, its newest LTV model. Weights load only when a newer one lands;
+        which one is newest is read at most every ``MODEL_RECHECK_S`` (a model published by
+        another process is in use that much later at most)."""
+        loaded = self._model
+        if loaded is not None and time.monotonic() < self._model_checked + MODEL_RECHECK_S:
+            return loaded
         with self.engine.connect() as conn:
             newest = conn.execute(
                 text(
@@ -155,6 +162,7 @@ class ScoringService:
         model_id, kind = str(newest[0]), str(newest[1])
         if self._model is None or self._model.model_id != model_id:
             self._model = load_model(self.engine, model_id, kind=kind)
+        self._model_checked = time.monotonic()
         return self._model
 
     def _model_named(self, model_id: str) -> LoadedModel:
