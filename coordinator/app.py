@@ -50,6 +50,9 @@ class CoordinatorConfig:
     metrics_listen: str | None = None
     # host:port of the standing SuperLink's Fleet API (port 0: any); None: no training here.
     fleet_listen: str | None = None
+    # host:port nodes dial for the Fleet, when it differs from fleet_listen (a name the
+    # coordinator's certificate carries: SuperNodes check it against the host they dial)
+    fleet_advertise: str | None = None
 
     def database(self) -> str:
         return self.db_url or sqlite_url(self.data_dir / "coordinator.db")
@@ -169,6 +172,7 @@ def _start_fleet(config: CoordinatorConfig) -> Fleet:
     fleet = Fleet(
         config.fleet_listen,
         FleetSettings(config.data_dir, config.pki_dir, endpoint="", db_url=config.db_url),
+        advertise=config.fleet_advertise,
     )
     fleet.start()
     return fleet

@@ -215,6 +215,9 @@ class Deployment:
     supernodes: dict[str, FlowerProcess] = field(default_factory=dict)
     port: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # host:port the operator's `flwr` CLI dials, when the bound address is not a name in the
+    # coordinator's certificate (the CLI checks it)
+    cli_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.supernode_auth and not self.tls:
@@ -306,7 +309,7 @@ class Deployment:
 
     def _write_cli_config(self) -> None:
         lines = ["[superlink]", f'default = "{CONNECTION}"', "", f"[superlink.{CONNECTION}]"]
-        lines.append(f"address = {_toml(self.address)}")
+        lines.append(f"address = {_toml(self.cli_address or self.address)}")
         if self.tls:
             lines.append(f"root-certificates = {_toml(str(self.coordinator_pki / CA_FILE))}")
         else:

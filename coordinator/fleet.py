@@ -29,7 +29,7 @@ import structlog
 from accord.coordinator.deployment import CONNECTION, Deployment, Scalar
 from accord.coordinator.flower_app import TICKETS_ENV, report_path
 from accord.errors import AccordError, InvalidInput, Unavailable
-from accord.rpc.endpoint import host_of, port_of
+from accord.rpc.endpoint import advertised_endpoint, host_of, port_of
 from accord.secrets import write_secret
 
 log = structlog.get_logger(__name__)
@@ -50,8 +50,10 @@ class FleetSettings:
 
 
 class Fleet:
-    def __init__(self, listen: str, settings: FleetSettings) -> None:
+    def __init__(self, listen: str, settings: FleetSettings, advertise: str | None = None) -> None:
         self.settings = settings
+        # what nodes dial: its host must be a name the coordinator's certificate carries
+        self._advertise = advertise
         root = settings.data_dir.resolve() / "flower"
         self._tickets = root / "tickets"
         self._tickets.mkdir(parents=True, exist_ok=True)
@@ -64,6 +66,7 @@ class Fleet:
             host=host_of(listen),
             port=port_of(listen),
             env={TICKETS_ENV: str(self._tickets)},
+            cli_address=advertise,
         )
         self._lock = threading.Lock()  # one `flwr` registration or submission at a time
         self._registered: dict[str, str] = {}  # channel -> key registered this lifetime
@@ -74,6 +77,9 @@ class Fleet:
 
     @property
     def endpoint(self) -> str:
+        """The Fleet address nodes are told (``--fleet-advertise``, else the bound one)."""
+        if self._advertise is not None:
+            return advertised_endpoint(self._deployment.address, 0, self._advertise)
         return self._deployment.address
 
     def start(self) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from accord.clock import Clock, system_clock
-from node.store import customer_count
+from accord.node.store import customer_count
 
 log = structlog.get_logger(__name__)
 

@@ -8,6 +8,13 @@ import pytest
 from helpers import shared_path
 
 
+@pytest.fixture(autouse=True)
+def _keep_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CLI run in-process would point structlog at the test's captured stderr, which is
+    closed after the test; every later log line (a gRPC interceptor's, say) would then fail."""
+    monkeypatch.setattr("accord.cli.main.configure_logging", lambda *args, **kwargs: None)
+
+
 @pytest.fixture
 def vectors_dir() -> Path:
     return shared_path("vectors")

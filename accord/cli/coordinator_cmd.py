@@ -34,6 +34,12 @@ def serve(
         help="host:port of the standing Flower SuperLink that feature nodes' SuperNodes join "
         "(TLS with this coordinator's certificate; port 0: any); no training here if unset.",
     ),
+    fleet_advertise: str | None = typer.Option(
+        None,
+        "--fleet-advertise",
+        help="host:port nodes dial for the Fleet when it differs from --fleet-listen; the host "
+        "must be a name in this coordinator's certificate (e.g. its party name).",
+    ),
 ) -> None:
     """Serve the registry, ledger, alignment and scoring until SIGTERM."""
     from accord.coordinator.app import CoordinatorConfig, run_coordinator
@@ -47,5 +53,6 @@ def serve(
             members=members,
             metrics_listen=metrics_listen,
             fleet_listen=fleet_listen,
+            fleet_advertise=fleet_advertise,
         )
     )

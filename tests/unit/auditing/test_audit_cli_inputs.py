@@ -13,12 +13,6 @@ from accord.pki_layout import load_coordinator_signer
 UNREACHABLE = "127.0.0.1:9"  # nothing listens: a command that got this far would say so
 
 
-@pytest.fixture(autouse=True)
-def _keep_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI would point structlog at this test's captured stderr, closed after the test."""
-    monkeypatch.setattr("accord.cli.main.configure_logging", lambda *args, **kwargs: None)
-
-
 def fails_with_one_line(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     assert run(list(argv)) == 1
     lines = capsys.readouterr().err.strip().splitlines()
