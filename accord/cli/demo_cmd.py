@@ -65,10 +65,14 @@ def _wait_registry_everywhere(
 
 
 def demo(
+    ctx: typer.Context,
     workdir: Path = typer.Option(Path(".demo"), "--workdir", help="Scratch folder (replaced)."),
     customers: int = typer.Option(3_000, "--customers", help="Synthetic brand customers."),
 ) -> None:
-    """Run the whole network story on this machine and print what happened."""
+    """Run the whole network story on this machine and print what happened
+    (`accord demo train`: train again on a network laid out on this machine)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from accord.coordinator.train_job import NetworkLayout, train_network  # loads torch, Flower
 
     console = Console()

@@ -26,12 +26,40 @@ STAGES = {
 
 
 def train(
-    coordinator: str | None = typer.Option(
-        None,
+    coordinator: str = typer.Option(
+        ...,
         "--coordinator",
         help="host:port of the coordinator: train through its SuperLink, on every feature "
-        "node's own SuperNode, as the operator in --pki (the coordinator's own folder).",
+        "node's own SuperNode.",
     ),
+    pki: Path = typer.Option(
+        ..., "--pki", help="The operator's own folder (the coordinator's party folder)."
+    ),
+    model_kind: str = typer.Option(
+        "trust",
+        "--model",
+        help="trust (the label node's 0/1 outcome: a calibrated trust score) or ltv (its spend "
+        "label: a ZILN lifetime-value model with an interval).",
+    ),
+    rounds: int | None = typer.Option(
+        None, "--rounds", help="Training exchanges (default: 20 for trust and for ltv)."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    alignment_run: str | None = typer.Option(None, "--alignment-run", help="Default: the newest."),
+) -> None:
+    """Train the trust (or LTV) model through the coordinator, on every feature node's own
+    SuperNode; publish it. Reads nothing but the operator's own folder."""
+    from accord.errors import ConfigError
+
+    if model_kind not in DEFAULT_ROUNDS:
+        raise ConfigError("--model must be trust or ltv")
+    rounds = rounds if rounds is not None else DEFAULT_ROUNDS[model_kind]
+    if rounds < 1:
+        raise ConfigError("--rounds must be at least 1")
+    _train_through_coordinator(coordinator, pki, model_kind, rounds, seed, alignment_run)
+
+
+def demo_train(
     network_dir: Path = typer.Option(
         Path(".demo"),
         "--network-dir",
@@ -66,7 +94,8 @@ def train(
         "and one SuperNode per feature node, TLS and SuperNode authentication).",
     ),
 ) -> None:
-    """Train the trust (or LTV) model by split learning on Flower; publish it."""
+    """Train on a network laid out on this machine (`accord demo`, the tests' networks):
+    reads every party's folder, so it is the demo's, not a party's command."""
     from accord.errors import ConfigError
 
     if runtime not in ("simulation", "deployment"):
@@ -76,11 +105,6 @@ def train(
     rounds = rounds if rounds is not None else DEFAULT_ROUNDS[model_kind]
     if rounds < 1:
         raise ConfigError("--rounds must be at least 1")
-    if coordinator is not None:
-        if pki is None:
-            raise ConfigError("--coordinator needs --pki: the operator's own folder")
-        _train_through_coordinator(coordinator, pki, model_kind, rounds, seed, alignment_run)
-        return
     from dataclasses import replace
 
     from accord.coordinator.train_job import NetworkLayout, train_network

@@ -123,6 +123,8 @@ def trained(
     """The aligned network with a trust model trained on it by `accord train` (short run)."""
     network, _ = aligned
     out = tmp_path_factory.mktemp("train-report")
-    result = cli("train", "--network-dir", str(network.workdir), "--rounds", "3", "--out", str(out))
+    result = cli(
+        "demo", "train", "--network-dir", str(network.workdir), "--rounds", "3", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return network, out, result

@@ -102,7 +102,11 @@ def test_pki_init_then_refuses_to_overwrite(tmp_path: Path) -> None:
             ],
             "only to purchase logs",
         ),
-        (["train", "--network-dir", "{tmp}/n", "--model", "churn"], "--model must be"),
+        (["demo", "train", "--network-dir", "{tmp}/n", "--model", "churn"], "--model must be"),
+        (
+            ["train", "--coordinator", "127.0.0.1:9", "--pki", "{tmp}/p", "--model", "churn"],
+            "--model must be",
+        ),
         (["db", "upgrade", "--role", "node", "--db", "mysql://x/y"], "unsupported database driver"),
         (["coordinator", "serve", "--pki", "{tmp}/nowhere", "--data-dir", "{tmp}/c"], "is missing"),
     ],

@@ -72,6 +72,7 @@ def ltv_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Loca
         assert aligned.returncode == 0, aligned.stderr
         out = workdir / "report"
         trained = cli(
+            "demo",
             "train",
             "--network-dir",
             str(workdir),

@@ -42,7 +42,7 @@ def test_accord_train_publishes_a_model_on_the_ledger(trained) -> None:  # type:
 
 def test_an_unknown_runtime_is_one_readable_line() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "accord", "train", "--runtime", "cloud"],
+        [sys.executable, "-m", "accord", "demo", "train", "--runtime", "cloud"],
         capture_output=True,
         text=True,
         timeout=60,
