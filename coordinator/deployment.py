@@ -54,6 +54,7 @@ from accord.errors import AccordError, ConfigError, Unavailable
 from accord.flower_guard import CLIENTAPP, SERVERAPP, guarded_path, write_shims
 from accord.node.supernode import supernode_auth_key
 from accord.pki_layout import COORDINATOR
+from accord.rpc.endpoint import WILDCARD_HOSTS
 from accord.rpc.tls import CA_FILE, CERT_FILE, KEY_FILE
 from accord.scoring.split_model import SplitConfig
 
@@ -307,9 +308,16 @@ class Deployment:
         self.timings["superlink_s"] = round(time.perf_counter() - started, 3)
         return self.address
 
+    def _cli_address(self) -> str:
+        """What the `flwr` CLI dials: loopback for a wildcard bind (a name the coordinator's
+        certificate carries), else ``cli_address`` or the bound address."""
+        if self.host in WILDCARD_HOSTS:
+            return f"127.0.0.1:{self.port}"
+        return self.cli_address or self.address
+
     def _write_cli_config(self) -> None:
         lines = ["[superlink]", f'default = "{CONNECTION}"', "", f"[superlink.{CONNECTION}]"]
-        lines.append(f"address = {_toml(self.cli_address or self.address)}")
+        lines.append(f"address = {_toml(self._cli_address())}")
         if self.tls:
             lines.append(f"root-certificates = {_toml(str(self.coordinator_pki / CA_FILE))}")
         else:
