@@ -1,8 +1,8 @@
 """Training on Flower's Deployment Engine: a SuperLink and one SuperNode per feature node, each
 its own process, over TLS with SuperNode authentication, beside the real Accord network.
 
-(A short training through the coordinator's standing SuperLink, from the CLI, is
-tests/integration/test_fleet_training.py.)
+(A training through the coordinator's standing SuperLink, from the CLI, with every party in
+its own namespace: tests/multihost/.)
 
 (b) P8: a SuperNode killed (SIGKILL) after the first round leaves a finished, usable model
 and a run report that names the dropped node;
