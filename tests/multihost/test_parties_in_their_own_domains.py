@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -52,10 +53,10 @@ CUSTOMERS = 1500
 COORDINATOR = "10.77.0.1:50051"
 
 
-def _accord_root(*args: str) -> None:
+def _accord_root(*args: str, timeout: float = 120) -> None:
     """The operator's own commands (its CA folder), outside every party's domain."""
     done = subprocess.run(
-        [sys.executable, "-m", "accord", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "accord", *args], capture_output=True, text=True, timeout=timeout
     )
     assert done.returncode == 0, done.stderr
 
@@ -266,6 +267,8 @@ def test_unlisted_party_and_a_role_claimed_are_refused(network: Hosts) -> None:
     pay = network["pay"]
     done = pay.run("align", "--coordinator", COORDINATOR, "--pki", str(pay.folder / "pki"))
     assert done.returncode != 0 and "PERMISSION_DENIED" in done.stderr
+    done = pay.run("train", "--coordinator", COORDINATOR, "--pki", str(pay.folder / "pki"))
+    assert done.returncode != 0 and "PERMISSION_DENIED" in done.stderr
     # nothing of the outsider was stored: the registry lists the four nodes only
     auditor = network["auditor"]
     shown = _ok(
@@ -301,9 +304,17 @@ def test_training_runs_on_each_nodes_own_host(network: Hosts) -> None:
     assert report["status"] == "completed" and report["dropped_nodes"] == []
     assert sorted(report["flower_nodes"]) == ["pay", "shop", "social"]
     assert 0.5 < report["metrics"]["auc"] <= 1.0
+    assert report["exchanges"] == 10  # hello, start, 3 × (embed, backprop), score, finish
     for channel in ("pay", "shop", "social"):
         log = network[channel].folder / "data" / "flower" / "supernode.log"
         assert "query.embed" in log.read_text()
+    # the run's ticket was used up; the model is stored under the ledger index the run reported
+    assert list((coordinator.folder / "data" / "flower" / "tickets").iterdir()) == []
+    with sqlite3.connect(coordinator.folder / "data" / "coordinator.db") as db:
+        (index,) = db.execute(
+            "SELECT ledger_index FROM model_version WHERE model_id = ?", (report["model_id"],)
+        ).fetchone()
+    assert index == report["ledger_index"]
 
 
 def _first_ref(path: Path) -> str:
@@ -387,3 +398,36 @@ def test_metrics_scraped_over_the_bridge_count_the_story(network: Hosts) -> None
     assert sum(v for k, v in metrics.items() if k.startswith("accord_scoring_answers_total")) > 0
     node = _scrape(network["pay"])
     assert node['accord_consents{state="granted"}'] > 0
+
+
+def test_the_same_training_on_one_machine_reaches_the_same_auc(network: Hosts) -> None:
+    """Last (it reads every party's folder as root, as only a one-machine demo may): Flower's
+    simulation over the same stores, seed and rounds gives the held-out AUC of the run above."""
+    coordinator = network["coordinator"]
+    reports = coordinator.folder / "data" / "training"
+    (path,) = [p for p in reports.glob("train-*.json") if "progress" not in p.name]
+    report = json.loads(path.read_text())
+    layout = network.root / "layout"
+    (layout / "nodes").mkdir(parents=True)
+    (layout / "pki").mkdir()
+    (layout / "coordinator").symlink_to(coordinator.folder / "data")
+    for party in ("coordinator", *NODES):
+        (layout / "pki" / party).symlink_to(network[party].folder / "pki")
+    for channel in NODES:
+        (layout / "nodes" / channel).symlink_to(network[channel].folder / "data")
+    out = network.root / "loopback-report"
+    _accord_root(
+        "demo",
+        "train",
+        "--network-dir",
+        str(layout),
+        "--rounds",
+        "3",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        timeout=600,
+    )
+    loopback = json.loads((out / "model.json").read_text())["metrics"]["auc"]
+    assert abs(loopback - report["metrics"]["auc"]) <= 0.01, (loopback, report["metrics"])
