@@ -16,7 +16,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 
-from accord.consent.events import ConsentGranted, ConsentRevoked, ConsentStatus, Event, decode
+from accord.consent.events import (
+    ConsentGranted,
+    ConsentRevoked,
+    ConsentStatus,
+    Event,
+    Record,
+    decode,
+)
 from accord.crypto.statusmap import StatusMap, StatusProof
 from accord.errors import AccordError, Conflict, InvalidInput, NotFound, NotPermitted
 
@@ -34,11 +41,23 @@ def value_hash(status: ConsentStatus) -> bytes:
 
 
 def check_author(event: Event, appended_by: str) -> None:
-    """A party writes events only in its own name (the coordinator writes network records)."""
+    """A party writes events only in its own name, and only the kinds its place allows: the
+    network's records (alignment runs, training runs, model and policy versions) are the
+    coordinator's alone; consents and data uses belong to the node that holds the data."""
     if event.node != appended_by:
         raise NotPermitted(
             f"an event names node {event.node!r} but was sent by {appended_by!r}: write events "
             "only in your own name"
+        )
+    if isinstance(event, Record) and appended_by != COORDINATOR:
+        raise NotPermitted(
+            f"{event.kind} records are the coordinator's to write; {appended_by!r} may append "
+            "consents and data uses only"
+        )
+    if not isinstance(event, Record) and appended_by == COORDINATOR:
+        raise NotPermitted(
+            "consents and data uses are written by the node that holds the data, "
+            "not by the coordinator"
         )
 
 
