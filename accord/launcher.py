@@ -89,8 +89,6 @@ class LocalNetwork:
     env: dict[str, str] = field(default_factory=dict)
     # Every party serves Prometheus metrics here (port 0: each its own); None: none do.
     metrics_listen: str | None = "127.0.0.1:0"
-    # The coordinator's standing SuperLink (port 0: any); None: none, nodes do not train.
-    fleet_listen: str | None = None
 
     def _spawn(self, name: str, data_dir: Path, args: list[str]) -> PartyProcess:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,8 +119,6 @@ class LocalNetwork:
         if "coordinator" in self.db_urls:
             args += ["--db", self.db_urls["coordinator"]]
         args += self._metrics_args()
-        if self.fleet_listen is not None:
-            args += ["--fleet-listen", self.fleet_listen]
         party = self._spawn("coordinator", data_dir, args)
         party.wait_ready()
         return party

@@ -52,7 +52,7 @@ from types import TracebackType
 from accord.coordinator.flower_app import progress_path, report_path
 from accord.errors import AccordError, ConfigError, Unavailable
 from accord.flower_guard import CLIENTAPP, SERVERAPP, guarded_path, write_shims
-from accord.node.supernode import supernode_auth_key
+from accord.node.supernode import FLOWER_ENV, free_port, supernode_auth_key
 from accord.pki_layout import COORDINATOR
 from accord.rpc.endpoint import WILDCARD_HOSTS
 from accord.rpc.tls import CA_FILE, CERT_FILE, KEY_FILE
@@ -67,14 +67,6 @@ NODE_SETTINGS = ("data-dir", "pki", "coordinator")
 Scalar = str | int | float | bool
 ProgressHook = Callable[["Deployment", dict[str, object]], None]
 
-FLOWER_ENV = {
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-    # The apps are installed with Accord: never `uv sync` them (torch would pull CUDA).
-    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-    "PYTHONUNBUFFERED": "1",
-}
-
 
 def _tool(name: str) -> str:
     """A Flower executable from this interpreter's environment (its superexec finds its kin)."""
@@ -85,12 +77,6 @@ def _tool(name: str) -> str:
     if found is None:
         raise ConfigError(f"{name} is not installed: install Accord with flwr into this venv")
     return found
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _toml(value: Scalar) -> str:

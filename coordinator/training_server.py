@@ -17,9 +17,9 @@ from accord.registry import reject_unknown_fields
 from accord.rpc.tls import peer_party
 
 if TYPE_CHECKING:
+    from accord.coordinator.deployment import Scalar
     from accord.coordinator.fleet import Fleet
 
-Scalar = str | int | float | bool
 MODELS = ("trust", "ltv")
 MAX_ROUNDS = 10_000
 RUN_TIMEOUT_S = 3600.0

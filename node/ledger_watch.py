@@ -203,7 +203,9 @@ class LedgerWatch:
             problem = self._compare(held, served)
             if problem is None:
                 state = "same" if served.size == held.size else "extended"
-                if served.size > held.size:
+                # the view follows what is served even when the witness already holds it
+                view = session.get(LedgerView, served.origin)
+                if view is None or served.size > view.size:
                     self._save(session, served, note, now)
                 return WatchResult(state, held.size, served.size)
             kind, detail = problem

@@ -43,9 +43,12 @@ FLOWER_DIR = "flower"
 RESTART_S = (2.0, 30.0)  # first and longest wait before restarting the SuperNode
 NO_FLEET_RETRY_S = 30.0
 STOP_TIMEOUT_S = 15.0
+# Every Flower process a party starts (SuperNode here, SuperLink and the throwaway deployment
+# in accord.coordinator.deployment).
 FLOWER_ENV = {
     "FLWR_TELEMETRY_ENABLED": "0",
     "FLWR_DISABLE_UPDATE_CHECK": "1",
+    # The apps are installed with Accord: never `uv sync` them (torch would pull CUDA).
     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
     "PYTHONUNBUFFERED": "1",
 }
@@ -84,9 +87,9 @@ def join_fleet(credentials: PartyCredentials, coordinator: str, public_key: byte
     return str(reply.fleet_endpoint)
 
 
-def _free_local_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -192,7 +195,7 @@ class SuperNodeSupervisor:
             "--host",
             "127.0.0.1",
             "--port",
-            str(_free_local_port()),
+            str(free_port()),
         ]
         env = {
             "OMP_NUM_THREADS": "1",
@@ -221,8 +224,10 @@ class SuperNodeSupervisor:
 
 
 __all__ = [
+    "FLOWER_ENV",
     "SuperNodeSettings",
     "SuperNodeSupervisor",
+    "free_port",
     "join_fleet",
     "supernode_auth_key",
 ]

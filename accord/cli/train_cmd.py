@@ -25,6 +25,31 @@ STAGES = {
 }
 
 
+# the options both `accord train` and `accord demo train` take
+MODEL_OPTION = typer.Option(
+    "trust",
+    "--model",
+    help="trust (the label node's 0/1 outcome: a calibrated trust score) or ltv (its spend "
+    "label: a ZILN lifetime-value model with an interval).",
+)
+ROUNDS_OPTION = typer.Option(
+    None, "--rounds", help="Training exchanges (default: 20 for trust and for ltv)."
+)
+SEED_OPTION = typer.Option(0, "--seed")
+
+
+def _checked_rounds(model_kind: str, rounds: int | None) -> int:
+    """The exchanges to train ``model_kind`` for, or a readable ConfigError."""
+    from accord.errors import ConfigError
+
+    if model_kind not in DEFAULT_ROUNDS:
+        raise ConfigError("--model must be trust or ltv")
+    rounds = rounds if rounds is not None else DEFAULT_ROUNDS[model_kind]
+    if rounds < 1:
+        raise ConfigError("--rounds must be at least 1")
+    return rounds
+
+
 def train(
     coordinator: str = typer.Option(
         ...,
@@ -35,27 +60,14 @@ def train(
     pki: Path = typer.Option(
         ..., "--pki", help="The operator's own folder (the coordinator's party folder)."
     ),
-    model_kind: str = typer.Option(
-        "trust",
-        "--model",
-        help="trust (the label node's 0/1 outcome: a calibrated trust score) or ltv (its spend "
-        "label: a ZILN lifetime-value model with an interval).",
-    ),
-    rounds: int | None = typer.Option(
-        None, "--rounds", help="Training exchanges (default: 20 for trust and for ltv)."
-    ),
-    seed: int = typer.Option(0, "--seed"),
+    model_kind: str = MODEL_OPTION,
+    rounds: int | None = ROUNDS_OPTION,
+    seed: int = SEED_OPTION,
     alignment_run: str | None = typer.Option(None, "--alignment-run", help="Default: the newest."),
 ) -> None:
     """Train the trust (or LTV) model through the coordinator, on every feature node's own
     SuperNode; publish it. Reads nothing but the operator's own folder."""
-    from accord.errors import ConfigError
-
-    if model_kind not in DEFAULT_ROUNDS:
-        raise ConfigError("--model must be trust or ltv")
-    rounds = rounds if rounds is not None else DEFAULT_ROUNDS[model_kind]
-    if rounds < 1:
-        raise ConfigError("--rounds must be at least 1")
+    rounds = _checked_rounds(model_kind, rounds)
     _train_through_coordinator(coordinator, pki, model_kind, rounds, seed, alignment_run)
 
 
@@ -66,16 +78,9 @@ def demo_train(
         help="Where the network lives (as `accord demo` lays it out).",
     ),
     alignment_run: str | None = typer.Option(None, "--alignment-run", help="Default: the newest."),
-    model_kind: str = typer.Option(
-        "trust",
-        "--model",
-        help="trust (the label node's 0/1 outcome: a calibrated trust score) or ltv (its spend "
-        "label: a ZILN lifetime-value model with an interval).",
-    ),
-    rounds: int | None = typer.Option(
-        None, "--rounds", help="Training exchanges (default: 20 for trust and for ltv)."
-    ),
-    seed: int = typer.Option(0, "--seed"),
+    model_kind: str = MODEL_OPTION,
+    rounds: int | None = ROUNDS_OPTION,
+    seed: int = SEED_OPTION,
     pki: Path | None = typer.Option(
         None,
         "--pki",
@@ -100,11 +105,7 @@ def demo_train(
 
     if runtime not in ("simulation", "deployment"):
         raise ConfigError("--runtime must be simulation or deployment")
-    if model_kind not in DEFAULT_ROUNDS:
-        raise ConfigError("--model must be trust or ltv")
-    rounds = rounds if rounds is not None else DEFAULT_ROUNDS[model_kind]
-    if rounds < 1:
-        raise ConfigError("--rounds must be at least 1")
+    rounds = _checked_rounds(model_kind, rounds)
     from dataclasses import replace
 
     from accord.coordinator.train_job import NetworkLayout, train_network

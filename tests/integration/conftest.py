@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers import fresh_postgres_database, make_pki
@@ -65,14 +64,13 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@contextmanager
-def aligned_network(workdir: Path, **options: Any) -> Iterator[tuple[LocalNetwork, dict]]:  # type: ignore[type-arg]
-    """A running network (400 synthetic customers) with consents imported and one alignment;
-    ``options`` go to :class:`LocalNetwork` (e.g. ``fleet_listen``)."""
+@pytest.fixture(scope="session")
+def aligned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, dict]]:  # type: ignore[type-arg]
+    workdir = tmp_path_factory.mktemp("aligned")
     pki = make_pki(workdir / "pki")
     split_by_channel(synthesize(400), "realistic").write(workdir / "data", consents_seed=5)
     network = LocalNetwork(
-        workdir=workdir, pki_dir=pki, env={"ACCORD_WIRE_LOG": str(workdir / "wire")}, **options
+        workdir=workdir, pki_dir=pki, env={"ACCORD_WIRE_LOG": str(workdir / "wire")}
     )
     for channel in ROLES:
         engine = make_engine(sqlite_url(network.node_dir(channel) / "node.db"))
@@ -108,12 +106,6 @@ def aligned_network(workdir: Path, **options: Any) -> Iterator[tuple[LocalNetwor
         yield network, {"stdout": result.stdout}
     finally:
         network.stop()
-
-
-@pytest.fixture(scope="session")
-def aligned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, dict]]:  # type: ignore[type-arg]
-    with aligned_network(tmp_path_factory.mktemp("aligned")) as built:
-        yield built
 
 
 @pytest.fixture(scope="session")

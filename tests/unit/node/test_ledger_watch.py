@@ -134,6 +134,17 @@ def test_what_the_witness_cosigned_is_held_too(engine) -> None:  # type: ignore[
     assert watch(engine, Log().grow(6)).check().state == "rollback"
 
 
+def test_the_view_follows_a_checkpoint_the_witness_cosigned_first(engine) -> None:  # type: ignore[no-untyped-def]
+    log = Log().grow(4)
+    watch(engine, log).check()
+    log.grow(6)
+    witness = Witness(engine, ME, [LOG.verifier], clock=lambda: 1_800_000_000.0)
+    witness.add_checkpoint(0, log.latest(), [])
+    assert watch(engine, log).check().state == "same"  # already held, through the witness
+    (view,) = views(engine)
+    assert view.size == 10  # and the watch's own view caught up with it
+
+
 def test_the_witness_keeps_a_refused_fork_as_an_alarm(engine) -> None:  # type: ignore[no-untyped-def]
     honest = Log("e").grow(8)
     witness = Witness(engine, ME, [LOG.verifier], clock=lambda: 1_800_000_000.0)
