@@ -166,6 +166,20 @@ class AnsweredRound(NodeTable, table=True):
     run_id: str = Field(max_length=64, index=True)
 
 
+class ScoringSet(NodeTable, table=True):
+    """The one set of sources a customer is scored from under one model, as this node first
+    took part (P2): a sum over another set could be differenced with it into one node's
+    embedding (S{A,B} + S{A,C} - S{B,C} = 2·e_A), so this node never contributes to another.
+    A node that answered alone (its own estimate) holds the set of itself."""
+
+    __tablename__ = "scoring_set"
+
+    model_id: str = Field(primary_key=True, max_length=64)
+    local_ref: str = Field(primary_key=True, max_length=128)
+    participants: str = Field(max_length=512)  # sorted channel names, comma-separated
+    created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class LedgerOutboxRow(NodeTable, table=True):
     """Something this node owes the coordinator: a ledger event or a network stop.
 
