@@ -165,6 +165,9 @@ class VerifiedCredential:
     row_key: bytes
     nonce: str
     expires: int
+    # every node the coordinator found holding the customer (a node answers alone only when
+    # it is the only one: otherwise its own estimate would stand in for a shared sum)
+    audience: tuple[str, ...] = ()
 
 
 class ReplayCache:
@@ -263,6 +266,7 @@ def verify(
         row_key,
         nonce,
         int(payload["exp"]),
+        tuple(sorted(str(a) for a in payload.get("aud", []))),
     )
 
 
