@@ -180,6 +180,25 @@ class ScoringSet(NodeTable, table=True):
     created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class SpendSumRelease(NodeTable, table=True):
+    """A group sum of own spend estimates this channel released: one per alignment run, asked
+    again only with the same named customers (then answered with the same number). Groups are
+    kept as digests of local references, to refuse a later group that differs from one already
+    summed by fewer than the minimum (two such sums would difference into a few customers)."""
+
+    __tablename__ = "spend_sum_release"
+
+    alignment_run: str = Field(primary_key=True, max_length=64)
+    model_id: str = Field(max_length=64)  # the model it was first asked for (params kept there)
+    named: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # sorted 32-byte digests
+    summed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # sorted 32-byte digests
+    left_out: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # row keys, as named
+    total: float
+    customers: int
+    fitted_on: int
+    created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class LedgerOutboxRow(NodeTable, table=True):
     """Something this node owes the coordinator: a ledger event or a network stop.
 
