@@ -171,16 +171,20 @@ class VerifiedCredential:
 
 
 class ReplayCache:
-    """Nonces seen until their credential expires: a presentation is accepted once per phase."""
+    """Nonces seen until their credential can no longer be accepted, in memory: a presentation
+    is accepted once per phase while this process lives. Nodes keep theirs in their store
+    (:class:`accord.node.replay_cache.UsedCredentials`), which survives a restart."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def use(self, nonce: str, phase: str, expires: int, now: int) -> None:
+        if expires < now:
+            raise CredentialRejected(f"credential expired at {expires}")
         with self._lock:
             if len(self._seen) > 10_000:
-                self._seen = {k: e for k, e in self._seen.items() if e > now}
+                self._seen = {k: e for k, e in self._seen.items() if e >= now - CLOCK_SKEW_S}
             if (nonce, phase) in self._seen:
                 raise CredentialRejected(
                     f"credential replayed: its nonce was already used for {phase}"
@@ -240,7 +244,9 @@ def verify(
         ) from exc
     if payload.get("iss") != issuer.name:
         raise CredentialRejected("credential issued by someone else than the coordinator")
-    if int(payload.get("exp", 0)) < now - CLOCK_SKEW_S:
+    # No grace past expiry: a replay cache keeps a use until exp + CLOCK_SKEW_S, so whatever it
+    # has pruned can no longer be accepted. Skew is allowed only on iat, where it opens nothing.
+    if int(payload.get("exp", 0)) < now:
         raise CredentialRejected(f"credential expired at {payload.get('exp')}")
     if int(payload.get("iat", 0)) > now + CLOCK_SKEW_S:
         raise CredentialRejected("credential issued in the future")

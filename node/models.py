@@ -306,3 +306,15 @@ class LedgerAlarm(NodeTable, table=True):
     detected_at: int = Field(sa_column=Column(BigInteger, nullable=False))
     last_seen_at: int = Field(sa_column=Column(BigInteger, nullable=False))
     times: int = 1
+
+
+class UsedCredential(NodeTable, table=True):
+    """A scoring presentation this node accepted, by its nonce and phase: each is accepted
+    once, also across restarts (:mod:`accord.node.replay_cache`). Kept until the credential
+    can no longer be accepted; the nonce is random per credential and names no customer."""
+
+    __tablename__ = "used_credential"
+
+    nonce: str = Field(primary_key=True, max_length=64)
+    phase: str = Field(primary_key=True, max_length=16)
+    expires_at: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))

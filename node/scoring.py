@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from accord.clock import Clock, system_clock
-from accord.credentials import ReplayCache, VerifiedCredential, verify
+from accord.credentials import VerifiedCredential, verify
 from accord.crypto import masking
 from accord.crypto.keys import KeyAgreementKey, NoteVerifier
 from accord.errors import InvalidInput, NotFound, NotPermitted
@@ -26,6 +26,7 @@ from accord.node.alignment import NodeAlignment
 from accord.node.embed_batch import BatchedForward
 from accord.node.gate import ConsentGate
 from accord.node.own_spend import OwnSpend
+from accord.node.replay_cache import UsedCredentials
 
 if TYPE_CHECKING:  # torch loads with the first model a request needs, not at start-up
     from accord.node.training import KeptModel
@@ -77,7 +78,7 @@ class ScoringParticipant:
         self.coordinator_key = coordinator_key
         self._clock = clock
         self._own_spend = own_spend
-        self._replay = ReplayCache()
+        self._replay = UsedCredentials(engine, clock)  # in the store: survives a restart
         self._models: dict[str, KeptModel] = {}
         self._forwards: dict[str, BatchedForward] = {}  # one pass for concurrent requests' rows
         # presentations verified in CHECK, so COMPUTE (same bytes) does not verify them again
