@@ -21,6 +21,7 @@ from accord.coordinator.ledger.store import SqlLedgerStore, StoredCheckpoint
 from accord.coordinator.ledger.tile_writer import TileWriter
 from accord.crypto.keys import NoteSigner
 from accord.crypto.note import Checkpoint, sign_checkpoint
+from accord.crypto.statusmap import StatusMap
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +50,7 @@ class Checkpointer:
         self._thread = threading.Thread(target=self._run, name="ledger-checkpointer", daemon=True)
         latest = store.latest_checkpoint()
         self._latest = latest
+        self._latest_map: StatusMap | None = None  # the status map the latest one signs
 
     @property
     def origin(self) -> str:
@@ -69,12 +71,20 @@ class Checkpointer:
                 raise RuntimeError("no checkpoint yet: start() publishes the first")
             return self._latest
 
+    def latest_with_status_map(self) -> tuple[StoredCheckpoint, StatusMap | None]:
+        """The latest checkpoint and the consent status map at its size (None until known)."""
+        with self._lock:
+            if self._latest is None:
+                raise RuntimeError("no checkpoint yet: start() publishes the first")
+            return self._latest, self._latest_map
+
     def publish(self) -> StoredCheckpoint:
         """Publish a checkpoint for the current durable head if it moved; return the latest."""
         with self._lock:
             head = self._head()
             size = head.size
             if self._latest is not None and self._latest.size == size:
+                self._latest_map = head.status_map  # e.g. the stored one, after a restart
                 return self._latest
             previous = self._latest.size if self._latest is not None else 0
             now = int(self._clock())
@@ -91,6 +101,9 @@ class Checkpointer:
             if self._tiles is not None:
                 self._tiles.write_checkpoint(note)
             self._latest = stored
+            # kept with it: proofs against this checkpoint must not depend on how many
+            # commits the sequencer makes before the next one
+            self._latest_map = head.status_map
             return stored
 
     def _run(self) -> None:

@@ -128,26 +128,36 @@ class ConsentIndex:
         draft.pending[event.consent] = status
         draft.changes.append((event.consent, index, status))
 
-    def commit(self, draft: Draft, size: int) -> bytes:
-        """Make a committed draft current; return the status-map root at ``size``."""
+    def commit(self, draft: Draft, size: int) -> StatusMap:
+        """Make a committed draft current; return the status map at ``size`` (a snapshot)."""
         with self._lock:
             for key, index, status in draft.changes:
                 self._history.setdefault(key, []).append((index, status))
             self._map = draft.map
-            self._snapshots[size] = draft.map.snapshot()
+            snapshot = draft.map.snapshot()
+            self._snapshots[size] = snapshot
             while len(self._snapshots) > SNAPSHOTS_KEPT:
                 self._snapshots.popitem(last=False)
-            return self._map.root
+            return snapshot
 
     # -- reading (any thread) -------------------------------------------------------------
     def root(self) -> bytes:
         with self._lock:
             return self._map.root
 
-    def prove(self, key: bytes, size: int) -> tuple[ConsentStatus | None, StatusProof]:
-        """The status of ``key`` as of tree ``size`` (a published checkpoint) and its proof."""
+    def map(self) -> StatusMap:
+        """The current status map, as a snapshot."""
         with self._lock:
-            snapshot = self._snapshots.get(size)
+            return self._map.snapshot()
+
+    def prove(
+        self, key: bytes, size: int, snapshot: StatusMap | None = None
+    ) -> tuple[ConsentStatus | None, StatusProof]:
+        """The status of ``key`` as of tree ``size`` (a published checkpoint) and its proof,
+        against ``snapshot`` (the map at ``size``) or one of the recent commits' maps."""
+        with self._lock:
+            if snapshot is None:
+                snapshot = self._snapshots.get(size)
             if snapshot is None:
                 raise InvalidInput(
                     f"no status-map snapshot for tree size {size}; ask against a recent checkpoint"

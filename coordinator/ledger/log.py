@@ -172,6 +172,6 @@ class Ledger:
             raise NotReady("this ledger does not index consent events")
         if len(consent) != 32:
             raise InvalidInput(f"consent must be a 32-byte commitment, got {len(consent)} bytes")
-        checkpoint = self.checkpoint()
-        status, proof = self.consents.prove(consent, checkpoint.size)
+        checkpoint, status_map = self.checkpointer.latest_with_status_map()
+        status, proof = self.consents.prove(consent, checkpoint.size, status_map)
         return ConsentProof(checkpoint, consent, status, proof)

@@ -11,7 +11,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -19,6 +19,7 @@ from accord.clock import Clock, system_clock
 from accord.coordinator.ledger.consent_index import ConsentIndex
 from accord.coordinator.ledger.store import SqlLedgerStore, StoredEntry
 from accord.crypto.merkle import CompactRange, NodeID, leaf_hash
+from accord.crypto.statusmap import StatusMap
 from accord.errors import AccordError, Unavailable
 
 log = structlog.get_logger(__name__)
@@ -39,6 +40,9 @@ class Head:
     size: int
     root: bytes
     status_root: bytes | None
+    # the status map at ``size`` (immutable), so a checkpoint of this head can always be
+    # proven against, however many commits follow before the next one
+    status_map: StatusMap | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -79,9 +83,7 @@ class Sequencer:
             index.replay(_all_entries(store, size))
         self._queue: queue.Queue[_Request | object] = queue.Queue()
         self._head_lock = threading.Lock()
-        self._head = Head(
-            self._range.size, self._range.root(), index.root() if index is not None else None
-        )
+        self._head = self._head_at(self._range.size)
         self._thread = threading.Thread(target=self._run, name="ledger-sequencer", daemon=True)
 
     def start(self) -> None:
@@ -90,6 +92,10 @@ class Sequencer:
     def stop(self) -> None:
         self._queue.put(_STOP)
         self._thread.join(timeout=30)
+
+    def _head_at(self, size: int) -> Head:
+        status = self._index.map() if self._index is not None else None
+        return Head(size, self._range.root(), status.root if status else None, status)
 
     def head(self) -> Head:
         with self._head_lock:
@@ -131,11 +137,7 @@ class Sequencer:
                 self._index.reset()
                 self._index.replay(_all_entries(self._store, size))
             with self._head_lock:
-                self._head = Head(
-                    size,
-                    self._range.root(),
-                    self._index.root() if self._index is not None else None,
-                )
+                self._head = self._head_at(size)
         except Exception as exc:
             log.error("ledger resync failed; will retry on the next append", error=str(exc))
 
@@ -176,12 +178,12 @@ class Sequencer:
             self._resync()
             return
         self._range = draft
-        status_root = (
+        status = (
             self._index.commit(staged, draft.size)
             if self._index is not None and staged is not None
             else None
         )
-        head = Head(draft.size, draft.root(), status_root)
+        head = Head(draft.size, draft.root(), status.root if status else None, status)
         with self._head_lock:
             self._head = head
         self._on_commit(head, [(r.index, r.data, r.appended_by) for r in rows])
