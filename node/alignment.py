@@ -42,12 +42,16 @@ from accord.rpc.tls import PartyCredentials
 # than the query itself.
 _ROW_KEY_OF = text("SELECT row_key FROM alignment_row WHERE run_id = :r AND local_ref = :l LIMIT 1")
 _LOCAL_REF = text("SELECT local_ref FROM alignment_row WHERE run_id = :r AND row_key = :k")
+_RUN_STORED = text("SELECT 1 FROM alignment_row WHERE run_id = :r LIMIT 1")
 
 TICKET_DOMAIN = b"accord.v1.AlignmentTicket\n"
 ROW_KEY_BYTES = 16
 CHUNK = 20_000  # 640 KB of points per message
 MAX_CANDIDATES = 10_000_000
 PREPARE_WAIT_S = 120.0
+# PSI streams one caller may hold open waiting for the label node's preparation: a genuine
+# channel waits in one run at a time; more would let it tie up the label node's RPC threads
+MAX_WAITING_PER_CALLER = 2
 IDENTIFIERS: dict[int, int] = {
     alignment_pb2.IDENTIFIER_KIND_PHONE: 0,
     alignment_pb2.IDENTIFIER_KIND_EMAIL: 1,
@@ -202,6 +206,9 @@ class NodeAlignment:
         self._label_runs: dict[str, LabelRun] = {}
         self._tokens: dict[str, tuple[str, int]] = {}
         self._channel_runs: dict[str, ChannelRun] = {}
+        self._finished: set[str] = set()  # runs committed or aborted while this process ran
+        self._streams: set[tuple[str, str]] = set()  # (run, channel) PSI streams open
+        self._waiting: dict[str, int] = {}  # caller -> streams waiting for a preparation
         self._lock = threading.Lock()
 
     def _ticket(self, signed: alignment_pb2.SignedTicket) -> Ticket:
@@ -242,11 +249,44 @@ class NodeAlignment:
         while True:
             with self._lock:
                 run = self._label_runs.get(run_id)
+                over = run_id in self._finished
             if run is not None:
                 return run
+            if over:
+                raise Conflict(f"run {run_id} is over at {self.channel!r}")
             if time.monotonic() >= give_up:
                 raise NotFound(f"run {run_id!r} is not prepared at {self.channel!r}")
             time.sleep(0.02)
+
+    def _run_is_over(self, run_id: str) -> bool:
+        """Committed or aborted here: no stream of it can be answered any more (committed
+        runs are in the store, so this holds across restarts too)."""
+        with self._lock:
+            if run_id in self._finished:
+                return True
+        with self.engine.connect() as conn:
+            return conn.execute(_RUN_STORED, {"r": run_id}).first() is not None
+
+    def _prepared_run(self, run_id: str, caller: str) -> LabelRun:
+        """The run once the label node has prepared it. Waiting holds an RPC thread, so only a
+        caller the signed ticket names waits, and only in ``MAX_WAITING_PER_CALLER`` streams."""
+        with self._lock:
+            run = self._label_runs.get(run_id)
+            if run is not None:
+                return run
+            if self._waiting.get(caller, 0) >= MAX_WAITING_PER_CALLER:
+                raise Unavailable(
+                    f"{caller!r} already waits in {MAX_WAITING_PER_CALLER} PSI streams for runs "
+                    "not prepared here; retry once those are answered"
+                )
+            self._waiting[caller] = self._waiting.get(caller, 0) + 1
+        try:
+            return self._label_run(run_id, wait_s=PREPARE_WAIT_S)
+        finally:
+            with self._lock:
+                self._waiting[caller] -= 1
+                if not self._waiting[caller]:
+                    del self._waiting[caller]
 
     def psi(
         self, requests: Iterator[alignment_pb2.PsiMessage], caller: str
@@ -256,17 +296,43 @@ class NodeAlignment:
         if first is None or first.WhichOneof("body") != "hello":
             raise InvalidInput("a PSI stream opens with hello")
         hello = first.hello
+        # Everything that can be checked without the run is checked before any waiting: the
+        # coordinator's signature and expiry, this node, and the caller among the channels the
+        # signed ticket names (a replayed or foreign ticket must not hold an RPC thread).
         ticket = self._ticket(hello.ticket)
         if ticket.label_node != self.channel:
             raise NotPermitted(f"{self.channel!r} is not this run's label node")
-        # The coordinator starts the label's preparation and the channels together.
-        run = self._label_run(ticket.run_id, wait_s=PREPARE_WAIT_S)
-        if caller != hello.channel or hello.channel not in run.ticket.channels:
+        if caller != hello.channel or hello.channel not in ticket.channels:
             raise NotPermitted(f"{caller!r} is not a channel of run {ticket.run_id}")
-        if hello.channel in run.matches:
-            raise Conflict(f"{hello.channel!r} already aligned in run {ticket.run_id}")
         if hello.count > MAX_CANDIDATES:
             raise InvalidInput(f"at most {MAX_CANDIDATES} candidates per run")
+        stream = (ticket.run_id, hello.channel)
+        with self._lock:
+            if stream in self._streams:
+                raise Conflict(f"{hello.channel!r} already has a PSI stream in run {ticket.run_id}")
+            self._streams.add(stream)
+        try:
+            yield from self._psi(requests, hello, ticket)
+        finally:
+            with self._lock:
+                self._streams.discard(stream)
+
+    def _psi(
+        self,
+        requests: Iterator[alignment_pb2.PsiMessage],
+        hello: alignment_pb2.PsiHello,
+        ticket: Ticket,
+    ) -> Iterator[alignment_pb2.PsiMessage]:
+        if self._run_is_over(ticket.run_id):
+            raise Conflict(f"run {ticket.run_id} is over at {self.channel!r}: start a new run")
+        # The coordinator starts the label's preparation and the channels together.
+        run = self._prepared_run(ticket.run_id, hello.channel)
+        if ticket != run.ticket:
+            raise NotPermitted(
+                f"the ticket differs from the one run {ticket.run_id} was prepared with"
+            )
+        if hello.channel in run.matches:
+            raise Conflict(f"{hello.channel!r} already aligned in run {ticket.run_id}")
         for offset, data, last in run.blinded_chunks():
             yield alignment_pb2.PsiMessage(
                 blinded=alignment_pb2.PointChunk(offset=offset, points=data, last=last)
@@ -493,6 +559,8 @@ class NodeAlignment:
         with self._lock:
             label_run = self._label_runs.pop(run_id, None)
             channel_run = self._channel_runs.pop(run_id, None)
+            if label_run is not None or channel_run is not None:
+                self._finished.add(run_id)
         if not commit:
             return 0
         rows: list[tuple[bytes, str]] = []
