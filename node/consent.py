@@ -28,7 +28,15 @@ from accord.errors import AccordError, InvalidInput, NotFound
 from accord.node import store
 from accord.node.ledger_writer import EventLedger
 from accord.node.models import ConsentEventRow, ConsentRecordRow, DataUseRow, SubjectSalt
-from accord.node.outbox import GRANTED, REVOKED, Outbox, OutboxEntry, Owed, network_stop
+from accord.node.outbox import (
+    GRANTED,
+    NETWORK_STOP,
+    REVOKED,
+    Outbox,
+    OutboxEntry,
+    Owed,
+    network_stop,
+)
 
 MAX_TERM_DAYS = 3 * 365
 BULK = 2000
@@ -420,7 +428,9 @@ class ConsentBook:
         return out
 
     def _on_sent(self, conn: Connection, sent: Sequence[tuple[OutboxEntry, int | None]]) -> None:
-        """The outbox delivered these: record their ledger indexes with the records."""
+        """The outbox delivered these: record their ledger indexes with the records; a network
+        stop keeps no row key of a customer erased while it was owed."""
+        store.forget_row_keys(conn, [(e.id, e.payload) for e, _ in sent if e.kind == NETWORK_STOP])
         for kind, mark in ((GRANTED, _MARK_GRANTED), (REVOKED, _MARK_REVOKED)):
             params = [
                 {"record_id": e.record_id, "index": i, "status": kind.split(".")[1]}

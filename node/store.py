@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import Engine, delete, func
+import structlog
+from sqlalchemy import Connection, Engine, delete, func, text
 from sqlmodel import Session, col, select
 
 from accord.clock import Clock, system_clock
@@ -26,6 +28,8 @@ from accord.registry import FeatureColumn
 
 if TYPE_CHECKING:
     from accord.data.purchase_file import PurchaseLog
+
+log = structlog.get_logger(__name__)
 
 BATCH = 2000
 EPOCH = dt.date(1970, 1, 1)
@@ -187,9 +191,64 @@ def existing_refs(engine: Engine, refs: set[str]) -> set[str]:
     return found
 
 
+# Every table that ties a customer (by local reference) to data, row keys or a history here.
+_BY_REF = tuple(
+    text(f"DELETE FROM {table} WHERE local_ref = :ref")  # noqa: S608 (fixed table names)
+    for table in ("customer", "purchase", "alignment_row", "network_block", "scoring_set")
+)
+_ROW_KEYS = text("SELECT row_key FROM alignment_row WHERE local_ref = :ref")
+_DELIVERED_STOPS = text(
+    "SELECT id, payload FROM ledger_outbox WHERE kind = 'network.stop' AND state <> 'pending'"
+)
+_SET_PAYLOAD = text("UPDATE ledger_outbox SET payload = :payload WHERE id = :id")
+ROW_KEY_BYTES = 16
+
+
 def delete_customer(engine: Engine, local_ref: str) -> None:
-    """Erase a customer's row and purchases (erasure; the ledger keeps only commitments)."""
-    with Session(engine) as session:
-        session.exec(delete(Customer).where(col(Customer.local_ref) == local_ref))
-        session.exec(delete(Purchase).where(col(Purchase.local_ref) == local_ref))
-        session.commit()
+    """Erase a customer: their row, purchases, row keys in every alignment run, network block
+    and scoring set, and their row keys in network stops already delivered (a stop still owed
+    keeps them until it is sent, see :func:`forget_row_keys`). The ledger keeps only
+    commitments. Then the database file and its WAL are rewritten without them."""
+    with engine.begin() as conn:
+        keys = {bytes(k) for (k,) in conn.execute(_ROW_KEYS, {"ref": local_ref})}
+        for statement in _BY_REF:
+            conn.execute(statement, {"ref": local_ref})
+        if keys:
+            _drop_row_keys(conn, conn.execute(_DELIVERED_STOPS).all(), keys.__contains__)
+    checkpoint(engine)
+
+
+def forget_row_keys(conn: Connection, stops: list[tuple[int, bytes]]) -> None:
+    """Drop from these delivered network stops the row keys of customers erased meanwhile
+    (keys this node no longer holds in any alignment run)."""
+    if not stops:
+        return
+    held = text("SELECT 1 FROM alignment_row WHERE row_key = :k LIMIT 1")
+    _drop_row_keys(conn, stops, lambda k: conn.execute(held, {"k": k}).first() is None)
+
+
+def _drop_row_keys(
+    conn: Connection, stops: Sequence[tuple[int, bytes]], erased: Callable[[bytes], bool]
+) -> None:
+    for entry_id, payload in stops:
+        data = bytes(payload)
+        keys = [data[i : i + ROW_KEY_BYTES] for i in range(0, len(data), ROW_KEY_BYTES)]
+        kept = [k for k in keys if not erased(k)]
+        if len(kept) != len(keys):  # the entry stays, as the record that a stop was sent
+            conn.execute(_SET_PAYLOAD, {"payload": b"".join(kept), "id": entry_id})
+
+
+def checkpoint(engine: Engine, attempts: int = 5) -> bool:
+    """SQLite: move the WAL into the database file and truncate it to zero bytes, so deleted
+    rows (zeroed in place by ``secure_delete``) survive in neither file. True when done; a
+    no-op elsewhere (PostgreSQL reclaims dead rows with VACUUM)."""
+    if engine.dialect.name != "sqlite":
+        return True
+    for attempt in range(attempts):
+        with engine.connect() as conn:
+            busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+        if busy is not None and busy[0] == 0:
+            return True
+        time.sleep(0.05 * (attempt + 1))  # a reader holds an older snapshot: let it finish
+    log.warning("WAL checkpoint after erasure did not complete; the next one will")
+    return False

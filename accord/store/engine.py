@@ -1,8 +1,8 @@
 """Database engines: SQLite (embedded default) and PostgreSQL (production, psycopg 3).
 
 SQLite runs in WAL mode with ``synchronous=FULL`` so that a committed transaction survives a
-crash of the process or the machine; every connection enforces foreign keys and waits for
-locks instead of failing at once.
+crash of the process or the machine; every connection enforces foreign keys, waits for locks
+instead of failing at once, and overwrites deleted content (``secure_delete``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Deleted content is overwritten with zeros, whatever the SQLite build's default: erasure
+    # must not leave a customer's rows readable in free pages.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
