@@ -3,6 +3,11 @@
 The coordinator signs the registry; a node acts on it only after the signature verifies
 against the coordinator key it was provisioned with (``coordinator.vkey`` from the PKI).
 Everything that crosses the wire is validated here, once, into plain typed data.
+
+The coordinator's signature says only what the coordinator relays. Each entry's exchange keys
+carry the node's own statement, signed by its certificate's key (:mod:`accord.crypto.key_binding`);
+a registry view keeps only entries whose statement verifies under the network's CA, so a key the
+coordinator swapped in is never used to derive a mask.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from accord.crypto import key_binding
 from accord.crypto.errors import CryptoError
 from accord.crypto.keys import (
     NoteSigner,
@@ -22,7 +28,7 @@ from accord.crypto.keys import (
     verify_ed25519,
 )
 from accord.crypto.pki import certificate_common_name, check_party_name
-from accord.errors import InvalidInput, NotAuthenticated
+from accord.errors import InvalidInput, NotAuthenticated, NotPermitted
 from accord.proto.v1 import common_pb2, registry_pb2
 from accord.schema import MAX_COLUMNS, check_column_name
 
@@ -60,20 +66,35 @@ class NodeDescriptor:
     certificate_pem: bytes
     schema: tuple[FeatureColumn, ...]
     endpoint: str
+    # the certificate key's signature binding identity_key and kx_key to this channel
+    key_statement: bytes
+
+
+@dataclass(frozen=True)
+class RefusedEntry:
+    """A registry entry left out of a view: its keys are not the certified node's."""
+
+    channel: str
+    reason: str
 
 
 @dataclass(frozen=True)
 class RegistryView:
-    """A registry document whose signature has been verified."""
+    """A registry document whose signature has been verified, holding only the entries whose
+    exchange keys the node's own certificate vouches for (the rest are in ``refused``)."""
 
     version: int
     coordinator_key: str
     issued_at: int
     nodes: tuple[NodeDescriptor, ...]
     registered_at: tuple[int, ...]
+    refused: tuple[RefusedEntry, ...] = ()
 
     def node(self, channel: str) -> NodeDescriptor | None:
         return next((n for n in self.nodes if n.channel == channel), None)
+
+    def refusal(self, channel: str) -> RefusedEntry | None:
+        return next((r for r in self.refused if r.channel == channel), None)
 
 
 def reject_unknown_fields(message: Message, path: str) -> None:
@@ -119,6 +140,11 @@ def descriptor_from_proto(reg: registry_pb2.NodeRegistration) -> NodeDescriptor:
         raise InvalidInput(
             f"registration.certificate_pem is issued to {cn!r}, not to channel {channel!r}"
         )
+    if len(reg.key_statement) > key_binding.MAX_STATEMENT_BYTES:
+        raise InvalidInput(
+            f"registration.key_statement is {len(reg.key_statement)} bytes; a P-256 signature "
+            f"is at most {key_binding.MAX_STATEMENT_BYTES}"
+        )
     if not 1 <= len(reg.schema) <= MAX_COLUMNS:
         raise InvalidInput(f"registration.schema: offer between 1 and {MAX_COLUMNS} columns")
     columns: list[FeatureColumn] = []
@@ -145,6 +171,7 @@ def descriptor_from_proto(reg: registry_pb2.NodeRegistration) -> NodeDescriptor:
         certificate_pem=bytes(reg.certificate_pem),
         schema=tuple(columns),
         endpoint=reg.endpoint,
+        key_statement=bytes(reg.key_statement),
     )
 
 
@@ -160,7 +187,42 @@ def descriptor_to_proto(node: NodeDescriptor) -> registry_pb2.NodeRegistration:
             for c in node.schema
         ],
         endpoint=node.endpoint,
+        key_statement=node.key_statement,
     )
+
+
+def sign_exchange_keys(
+    key_pem: bytes, *, ca_pem: bytes, channel: str, role: str, identity_key: bytes, kx_key: bytes
+) -> bytes:
+    """The node's statement for its registration, signed with its certificate's key."""
+    return key_binding.sign_statement(
+        key_pem,
+        ca_pem=ca_pem,
+        channel=channel,
+        role=role,
+        identity_key=identity_key,
+        kx_key=kx_key,
+    )
+
+
+def check_exchange_keys(node: NodeDescriptor, ca_pem: bytes) -> None:
+    """Raise :class:`NotPermitted` unless ``node``'s own certificate, issued by the network's
+    CA to its channel and role, signed its identity and exchange keys."""
+    try:
+        key_binding.check_statement(
+            node.key_statement,
+            certificate_pem=node.certificate_pem,
+            ca_pem=ca_pem,
+            channel=node.channel,
+            role=node.role,
+            identity_key=node.identity_key,
+            kx_key=node.kx_key,
+        )
+    except CryptoError as exc:
+        raise NotPermitted(
+            f"the registry entry for {node.channel!r} is refused: {exc}; its keys may not be "
+            "the node's own (the node re-registers to sign them)"
+        ) from exc
 
 
 def registration_message(reg: registry_pb2.NodeRegistration) -> bytes:
@@ -206,8 +268,12 @@ def sign_registry(
     return registry_pb2.SignedRegistry(document=body, signature=signer.sign(REGISTRY_DOMAIN + body))
 
 
-def verify_registry(signed: registry_pb2.SignedRegistry, coordinator: NoteVerifier) -> RegistryView:
-    """Verify the coordinator's signature, then parse; fails closed on anything odd."""
+def verify_registry(
+    signed: registry_pb2.SignedRegistry, coordinator: NoteVerifier, *, ca_pem: bytes
+) -> RegistryView:
+    """Verify the coordinator's signature, then parse; fails closed on anything odd. Entries
+    whose keys their node's certificate (issued by the CA of ``ca_pem``) did not sign are left
+    out of the view and listed in ``refused``."""
     if signed.ByteSize() > MAX_REGISTRY_BYTES:
         raise InvalidInput(f"registry is larger than {MAX_REGISTRY_BYTES} bytes")
     try:
@@ -226,11 +292,23 @@ def verify_registry(signed: registry_pb2.SignedRegistry, coordinator: NoteVerifi
         raise InvalidInput(
             "the registry names a different coordinator key than the one it is signed with"
         )
-    nodes = tuple(descriptor_from_proto(entry.node) for entry in document.nodes)
+    nodes: list[NodeDescriptor] = []
+    registered_at: list[int] = []
+    refused: list[RefusedEntry] = []
+    for entry in document.nodes:
+        node = descriptor_from_proto(entry.node)
+        try:
+            check_exchange_keys(node, ca_pem)
+        except NotPermitted as exc:
+            refused.append(RefusedEntry(node.channel, str(exc)))
+            continue
+        nodes.append(node)
+        registered_at.append(entry.registered_at)
     return RegistryView(
         version=document.version,
         coordinator_key=document.coordinator_key,
         issued_at=document.issued_at,
-        nodes=nodes,
-        registered_at=tuple(entry.registered_at for entry in document.nodes),
+        nodes=tuple(nodes),
+        registered_at=tuple(registered_at),
+        refused=tuple(refused),
     )

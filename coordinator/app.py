@@ -102,7 +102,7 @@ def start_coordinator(config: CoordinatorConfig) -> Coordinator:
     membership = MembershipGate(config.members_file(), credentials.ca_pem)
     engine = make_engine(config.database())
     upgrade(engine, "coordinator")
-    registry = NodeRegistry(engine, signer)
+    registry = NodeRegistry(engine, signer, ca_pem=credentials.ca_pem)
     publisher = RegistryPublisher(registry, credentials)
     ledger = Ledger(
         engine,

@@ -23,6 +23,8 @@ class RegisteredNode(CoordinatorTable, table=True):
     feature_schema: str
     endpoint: str = Field(max_length=256)
     registered_at: int
+    # the node's certificate-key signature over its keys (accord.crypto.key_binding), as sent
+    key_statement: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class RegistryVersion(CoordinatorTable, table=True):

@@ -1,4 +1,9 @@
-"""The coordinator's registry of nodes: validated registrations in, signed documents out."""
+"""The coordinator's registry of nodes: validated registrations in, signed documents out.
+
+Each node's key statement (its certificate's signature over its exchange keys) is checked
+against the caller's certificate at registration, then stored and served exactly as sent: the
+coordinator relays the keys, it cannot vouch for keys of its own choosing.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from accord.registry import (
     FeatureColumn,
     NodeDescriptor,
     RegistryView,
+    check_exchange_keys,
     descriptor_to_proto,
     sign_registry,
     verify_registry,
@@ -33,6 +39,7 @@ def _row_to_descriptor(row: RegisteredNode) -> NodeDescriptor:
         certificate_pem=row.certificate_pem.encode(),
         schema=tuple(FeatureColumn(c["name"], c["type"]) for c in json.loads(row.feature_schema)),
         endpoint=row.endpoint,
+        key_statement=row.key_statement,
     )
 
 
@@ -46,15 +53,19 @@ def _descriptor_to_row(node: NodeDescriptor, registered_at: int) -> RegisteredNo
         feature_schema=json.dumps([{"name": c.name, "type": c.type} for c in node.schema]),
         endpoint=node.endpoint,
         registered_at=registered_at,
+        key_statement=node.key_statement,
     )
 
 
 class NodeRegistry:
     """Accepts registrations and publishes a new signed registry version on every change."""
 
-    def __init__(self, engine: Engine, signer: NoteSigner, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, engine: Engine, signer: NoteSigner, *, ca_pem: bytes, clock: Clock = system_clock
+    ) -> None:
         self._engine = engine
         self._signer = signer
+        self._ca_pem = ca_pem  # the network's CA: node certificates and their key statements
         self._clock = clock
         self._lock = threading.Lock()  # versions are numbered by one writer at a time
         # The newest verified view: this process is the registry's only writer, so it changes
@@ -86,6 +97,8 @@ class NodeRegistry:
                 f"{peer!r} may register only as {granted} (the role in its certificate), "
                 f"not as {node.role}"
             )
+        # the certificate is the caller's (checked above): its key must have signed the keys
+        check_exchange_keys(node, self._ca_pem)
         with self._lock, Session(self._engine) as session:
             existing = session.get(RegisteredNode, node.channel)
             if node.role == "label":
@@ -109,7 +122,7 @@ class NodeRegistry:
             session.flush()
             signed = self._publish(session)
             session.commit()
-            self._keep(verify_registry(signed, self._signer.verifier))
+            self._keep(verify_registry(signed, self._signer.verifier, ca_pem=self._ca_pem))
             return signed
 
     def current(self) -> registry_pb2.SignedRegistry:
@@ -121,7 +134,9 @@ class NodeRegistry:
         cached = self._view
         if cached is not None:
             return cached
-        return self._keep(verify_registry(self.current(), self._signer.verifier))
+        return self._keep(
+            verify_registry(self.current(), self._signer.verifier, ca_pem=self._ca_pem)
+        )
 
     def _keep(self, view: RegistryView) -> RegistryView:
         """Cache ``view`` unless a newer one is cached already (a racing reader may be stale)."""

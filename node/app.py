@@ -85,6 +85,7 @@ def open_node(config: NodeConfig) -> tuple[Node, PartyCredentials]:
         role=config.role,
         keys=load_or_create_keys(config.data_dir, config.channel),
         coordinator_key=load_coordinator_verifier(config.pki_dir),
+        network_ca=credentials.ca_pem,
         coordinator_party=COORDINATOR,
     )
     return node, credentials
@@ -127,7 +128,7 @@ def register_with_coordinator(
     node: Node, credentials: PartyCredentials, coordinator: str, endpoint: str
 ) -> int:
     """Register, verify the signed registry the coordinator answers with, and accept it."""
-    request = node.registration(endpoint, credentials.cert_pem)
+    request = node.registration(endpoint, credentials.cert_pem, credentials.key_pem)
     with credentials.channel(coordinator, COORDINATOR) as channel:
         stub = registry_pb2_grpc.RegistryStub(channel)
         try:
@@ -142,7 +143,8 @@ def register_with_coordinator(
 def start_node(config: NodeConfig) -> RunningNode:
     advertised_endpoint(config.listen, 1, config.advertise)  # refuse an uncallable address first
     node, credentials = open_node(config)
-    node.descriptor("127.0.0.1:1", credentials.cert_pem)  # fail early if nothing was imported
+    # fail early if nothing was imported
+    node.descriptor("127.0.0.1:1", credentials.cert_pem, credentials.key_pem)
     ledger = LedgerWriter(credentials, config.coordinator, COORDINATOR)
     gate = ConsentGate(node.engine, config.channel, ledger)
     alignment = NodeAlignment(

@@ -47,6 +47,7 @@ def participant_from_settings(settings: Mapping[str, object]) -> TrainingPartici
         role="feature",
         keys=keys,
         coordinator_key=load_coordinator_verifier(pki),
+        network_ca=credentials.ca_pem,
     )
     view = node.registry()
     if view is None:

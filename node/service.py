@@ -6,6 +6,7 @@ CLI can call it directly.
 
 from __future__ import annotations
 
+import hmac
 import threading
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from accord.registry import (
     NodeDescriptor,
     RegistryView,
     descriptor_to_proto,
+    sign_exchange_keys,
     sign_registration,
     verify_registry,
 )
@@ -50,6 +52,7 @@ class Node:
         role: str,
         keys: NodeKeys,
         coordinator_key: NoteVerifier,
+        network_ca: bytes,
         coordinator_party: str = "coordinator",
         clock: Clock = system_clock,
     ) -> None:
@@ -58,6 +61,7 @@ class Node:
         self.role = role
         self.keys = keys
         self.coordinator_key = coordinator_key
+        self.network_ca = network_ca  # PEM: checks every registry entry's key statement
         self.coordinator_party = coordinator_party
         self._clock = clock
         self._view: RegistryView | None = None  # cached; replaced whenever one is accepted
@@ -66,25 +70,59 @@ class Node:
     def schema(self) -> tuple[FeatureColumn, ...]:
         return store.schema(self.engine)
 
-    def descriptor(self, endpoint: str, certificate_pem: bytes) -> NodeDescriptor:
+    def descriptor(self, endpoint: str, certificate_pem: bytes, key_pem: bytes) -> NodeDescriptor:
+        """This node's registry entry; ``key_pem`` (the certificate's key) signs its keys."""
         columns = self.schema()
         if not columns:
             raise NotReady(
                 f"node {self.channel!r} has no data yet: run `accord node import` before serving"
             )
+        identity_key = self.keys.identity.verifier.public_key
+        kx_key = self.keys.kx.public_key
         return NodeDescriptor(
             channel=self.channel,
             role=self.role,
-            identity_key=self.keys.identity.verifier.public_key,
-            kx_key=self.keys.kx.public_key,
+            identity_key=identity_key,
+            kx_key=kx_key,
             certificate_pem=certificate_pem,
             schema=columns,
             endpoint=endpoint,
+            key_statement=sign_exchange_keys(
+                key_pem,
+                ca_pem=self.network_ca,
+                channel=self.channel,
+                role=self.role,
+                identity_key=identity_key,
+                kx_key=kx_key,
+            ),
         )
 
-    def registration(self, endpoint: str, certificate_pem: bytes) -> registry_pb2.RegisterRequest:
-        reg = descriptor_to_proto(self.descriptor(endpoint, certificate_pem))
+    def registration(
+        self, endpoint: str, certificate_pem: bytes, key_pem: bytes
+    ) -> registry_pb2.RegisterRequest:
+        reg = descriptor_to_proto(self.descriptor(endpoint, certificate_pem, key_pem))
         return sign_registration(reg, self.keys.identity)
+
+    def _verify(self, signed: registry_pb2.SignedRegistry) -> RegistryView:
+        """The coordinator's signature, each entry's key statement (entries that fail are left
+        out), and this node's own entry: refused unless it carries this node's own keys."""
+        view = verify_registry(signed, self.coordinator_key, ca_pem=self.network_ca)
+        refused = view.refusal(self.channel)
+        if refused is not None:
+            raise NotPermitted(
+                f"registry version {view.version} lists {self.channel!r} with keys this node "
+                f"did not sign ({refused.reason}); refusing it"
+            )
+        own = view.node(self.channel)
+        if own is not None and not (
+            hmac.compare_digest(own.kx_key, self.keys.kx.public_key)
+            and hmac.compare_digest(own.identity_key, self.keys.identity.verifier.public_key)
+        ):
+            raise NotPermitted(
+                f"registry version {view.version} lists {self.channel!r} with keys that are not "
+                "this node's own; refusing it (the node registers again to publish its keys)"
+            )
+        return view
 
     def registry(self) -> RegistryView | None:
         """The newest registry this node verified (verified again when read from the store)."""
@@ -97,11 +135,12 @@ class Node:
         if row is None:
             return None
         signed = registry_pb2.SignedRegistry(document=row.document, signature=row.signature)
-        self._view = verify_registry(signed, self.coordinator_key)
+        self._view = self._verify(signed)
         return self._view
 
     def feature_peers(self) -> dict[str, bytes]:
-        """Each feature node's X25519 key, from the newest registry this node verified."""
+        """Each feature node's X25519 key, from the newest registry this node verified: only
+        keys the node's own certificate signed (a round naming any other node is refused)."""
         view = self.registry()
         return (
             {} if view is None else {n.channel: n.kx_key for n in view.nodes if n.role == "feature"}
@@ -118,7 +157,7 @@ class Node:
             raise NotPermitted(
                 f"only {self.coordinator_party!r} publishes the registry; {sender!r} may not"
             )
-        view = verify_registry(signed, self.coordinator_key)
+        view = self._verify(signed)
         # One at a time: the coordinator's reply to our registration and its push of the same
         # version can arrive together.
         with self._accepting, Session(self.engine) as session:

@@ -189,6 +189,13 @@ class TrainingParticipant:
             raise InvalidInput(
                 "the round names a row this node did not enter into the run"
             ) from exc
+        unknown = sorted(p for p in plan if p != self.channel and p not in self.peers)
+        if unknown:
+            # no key the node's own certificate signed: a swapped or unsigned registry entry
+            raise NotPermitted(
+                f"no verified exchange key for {', '.join(unknown)} in the registry "
+                f"{self.channel!r} accepted: refusing to mask this round"
+            )
         bound = bind_round_plan(round_id, purpose, n_rows, plan)
         self.store.claim_round(run, round_id)
         matrix = np.zeros((n_rows, trainer.embedding_dim), dtype=np.float32)

@@ -88,8 +88,8 @@ def build(
     upgrade(coord, "coordinator")
     ledger = Ledger(coord, signer, checkpoint_interval_s=0.2)
     ledger.start()
-    registry = NodeRegistry(coord, signer)
     credentials = PartyCredentials.load(pki / "coordinator")
+    registry = NodeRegistry(coord, signer, ca_pem=credentials.ca_pem)
     orchestrator = AlignmentOrchestrator(coord, ledger, signer, credentials, registry.view)
     network = Network(ledger, registry, orchestrator)
     for channel, table in tables.items():
@@ -109,6 +109,7 @@ def build(
             role=role,
             keys=keys,
             coordinator_key=load_coordinator_verifier(pki / channel),
+            network_ca=creds.ca_pem,
         )
         writer = InProcessLedger(ledger, channel)
         book = ConsentBook(engine, channel, writer)
@@ -130,7 +131,7 @@ def build(
         parts = NodeParts(channel, node, book, gate, alignment, server)
         network.nodes[channel] = parts
         registry.register(
-            node.descriptor(parts.endpoint, creds.cert_pem),
+            node.descriptor(parts.endpoint, creds.cert_pem, creds.key_pem),
             peer=channel,
             peer_cert_pem=creds.cert_pem,
         )

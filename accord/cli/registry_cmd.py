@@ -29,7 +29,7 @@ def fetch_registry(coordinator: str, pki: Path) -> RegistryView:
             )
         except grpc.RpcError as err:
             raise Unavailable(describe_rpc_error(err, f"coordinator at {coordinator}")) from err
-    return verify_registry(signed, load_coordinator_verifier(pki))
+    return verify_registry(signed, load_coordinator_verifier(pki), ca_pem=credentials.ca_pem)
 
 
 def registry_table(view: RegistryView, title: str) -> Table:
@@ -62,3 +62,5 @@ def show(
             f"Registry v{view.version}, signed by {view.coordinator_key.split('+')[0]} (verified)",
         )
     )
+    for refused in view.refused:  # entries whose keys their node's certificate did not sign
+        Console().print(f"left out: {refused.reason}")

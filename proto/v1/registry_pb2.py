@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from accord.proto.v1 import common_pb2 as accord_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61\x63\x63ord/v1/registry.proto\x12\taccord.v1\x1a\x16\x61\x63\x63ord/v1/common.proto\"\xbb\x01\n\x10NodeRegistration\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x1d\n\x04role\x18\x02 \x01(\x0e\x32\x0f.accord.v1.Role\x12\x14\n\x0cidentity_key\x18\x03 \x01(\x0c\x12\x0e\n\x06kx_key\x18\x04 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x05 \x01(\x0c\x12&\n\x06schema\x18\x06 \x03(\x0b\x32\x16.accord.v1.FeatureSpec\x12\x10\n\x08\x65ndpoint\x18\x07 \x01(\t\"a\n\x0fRegisterRequest\x12\x31\n\x0cregistration\x18\x01 \x01(\x0b\x32\x1b.accord.v1.NodeRegistration\x12\x1b\n\x13proof_of_possession\x18\x02 \x01(\x0c\"?\n\x10RegisterResponse\x12+\n\x08registry\x18\x01 \x01(\x0b\x32\x19.accord.v1.SignedRegistry\"\x14\n\x12GetRegistryRequest\"Q\n\rRegistryEntry\x12)\n\x04node\x18\x01 \x01(\x0b\x32\x1b.accord.v1.NodeRegistration\x12\x15\n\rregistered_at\x18\x02 \x01(\x03\"x\n\x10RegistryDocument\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x17\n\x0f\x63oordinator_key\x18\x02 \x01(\t\x12\'\n\x05nodes\x18\x03 \x03(\x0b\x32\x18.accord.v1.RegistryEntry\x12\x11\n\tissued_at\x18\x04 \x01(\x03\"5\n\x0eSignedRegistry\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x32\x98\x01\n\x08Registry\x12\x43\n\x08Register\x12\x1a.accord.v1.RegisterRequest\x1a\x1b.accord.v1.RegisterResponse\x12G\n\x0bGetRegistry\x12\x1d.accord.v1.GetRegistryRequest\x1a\x19.accord.v1.SignedRegistryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61\x63\x63ord/v1/registry.proto\x12\taccord.v1\x1a\x16\x61\x63\x63ord/v1/common.proto\"\xd2\x01\n\x10NodeRegistration\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x1d\n\x04role\x18\x02 \x01(\x0e\x32\x0f.accord.v1.Role\x12\x14\n\x0cidentity_key\x18\x03 \x01(\x0c\x12\x0e\n\x06kx_key\x18\x04 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x05 \x01(\x0c\x12&\n\x06schema\x18\x06 \x03(\x0b\x32\x16.accord.v1.FeatureSpec\x12\x10\n\x08\x65ndpoint\x18\x07 \x01(\t\x12\x15\n\rkey_statement\x18\x08 \x01(\x0c\"a\n\x0fRegisterRequest\x12\x31\n\x0cregistration\x18\x01 \x01(\x0b\x32\x1b.accord.v1.NodeRegistration\x12\x1b\n\x13proof_of_possession\x18\x02 \x01(\x0c\"?\n\x10RegisterResponse\x12+\n\x08registry\x18\x01 \x01(\x0b\x32\x19.accord.v1.SignedRegistry\"\x14\n\x12GetRegistryRequest\"Q\n\rRegistryEntry\x12)\n\x04node\x18\x01 \x01(\x0b\x32\x1b.accord.v1.NodeRegistration\x12\x15\n\rregistered_at\x18\x02 \x01(\x03\"x\n\x10RegistryDocument\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x17\n\x0f\x63oordinator_key\x18\x02 \x01(\t\x12\'\n\x05nodes\x18\x03 \x03(\x0b\x32\x18.accord.v1.RegistryEntry\x12\x11\n\tissued_at\x18\x04 \x01(\x03\"5\n\x0eSignedRegistry\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x32\x98\x01\n\x08Registry\x12\x43\n\x08Register\x12\x1a.accord.v1.RegisterRequest\x1a\x1b.accord.v1.RegisterResponse\x12G\n\x0bGetRegistry\x12\x1d.accord.v1.GetRegistryRequest\x1a\x19.accord.v1.SignedRegistryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,19 +33,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'accord.v1.registry_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODEREGISTRATION']._serialized_start=64
-  _globals['_NODEREGISTRATION']._serialized_end=251
-  _globals['_REGISTERREQUEST']._serialized_start=253
-  _globals['_REGISTERREQUEST']._serialized_end=350
-  _globals['_REGISTERRESPONSE']._serialized_start=352
-  _globals['_REGISTERRESPONSE']._serialized_end=415
-  _globals['_GETREGISTRYREQUEST']._serialized_start=417
-  _globals['_GETREGISTRYREQUEST']._serialized_end=437
-  _globals['_REGISTRYENTRY']._serialized_start=439
-  _globals['_REGISTRYENTRY']._serialized_end=520
-  _globals['_REGISTRYDOCUMENT']._serialized_start=522
-  _globals['_REGISTRYDOCUMENT']._serialized_end=642
-  _globals['_SIGNEDREGISTRY']._serialized_start=644
-  _globals['_SIGNEDREGISTRY']._serialized_end=697
-  _globals['_REGISTRY']._serialized_start=700
-  _globals['_REGISTRY']._serialized_end=852
+  _globals['_NODEREGISTRATION']._serialized_end=274
+  _globals['_REGISTERREQUEST']._serialized_start=276
+  _globals['_REGISTERREQUEST']._serialized_end=373
+  _globals['_REGISTERRESPONSE']._serialized_start=375
+  _globals['_REGISTERRESPONSE']._serialized_end=438
+  _globals['_GETREGISTRYREQUEST']._serialized_start=440
+  _globals['_GETREGISTRYREQUEST']._serialized_end=460
+  _globals['_REGISTRYENTRY']._serialized_start=462
+  _globals['_REGISTRYENTRY']._serialized_end=543
+  _globals['_REGISTRYDOCUMENT']._serialized_start=545
+  _globals['_REGISTRYDOCUMENT']._serialized_end=665
+  _globals['_SIGNEDREGISTRY']._serialized_start=667
+  _globals['_SIGNEDREGISTRY']._serialized_end=720
+  _globals['_REGISTRY']._serialized_start=723
+  _globals['_REGISTRY']._serialized_end=875
 # @@protoc_insertion_point(module_scope)

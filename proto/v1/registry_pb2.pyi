@@ -32,6 +32,7 @@ class NodeRegistration(_message.Message):
     CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
     SCHEMA_FIELD_NUMBER: _builtins.int
     ENDPOINT_FIELD_NUMBER: _builtins.int
+    KEY_STATEMENT_FIELD_NUMBER: _builtins.int
     channel: _builtins.str
     """The channel name; must equal the common name of the node's TLS certificate."""
     role: _common_pb2.Role.ValueType
@@ -43,6 +44,12 @@ class NodeRegistration(_message.Message):
     """The node's TLS certificate (PEM), issued by the network's CA."""
     endpoint: _builtins.str
     """host:port where the node serves accord.proto.v1.NodeService."""
+    key_statement: _builtins.bytes
+    """ECDSA P-256 / SHA-256 signature (DER) by the key of certificate_pem over
+    "accord.proto.v1.ExchangeKeyStatement\\n" || the length-prefixed purpose, SHA-256 of the network
+    CA's certificate, channel, role name, identity_key and kx_key (accord.crypto.key_binding).
+    The coordinator stores and serves it unchanged; every party checks it before using a key.
+    """
     @_builtins.property
     def schema(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.FeatureSpec]:
         """The columns the node offers: names and types only."""
@@ -57,10 +64,11 @@ class NodeRegistration(_message.Message):
         certificate_pem: _builtins.bytes = ...,
         schema: _abc.Iterable[_common_pb2.FeatureSpec] | None = ...,
         endpoint: _builtins.str = ...,
+        key_statement: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_pem", b"certificate_pem", "channel", b"channel", "endpoint", b"endpoint", "identity_key", b"identity_key", "kx_key", b"kx_key", "role", b"role", "schema", b"schema"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_pem", b"certificate_pem", "channel", b"channel", "endpoint", b"endpoint", "identity_key", b"identity_key", "key_statement", b"key_statement", "kx_key", b"kx_key", "role", b"role", "schema", b"schema"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

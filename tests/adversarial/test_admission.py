@@ -35,7 +35,8 @@ from accord.pki_layout import (
     sign_request,
 )
 from accord.proto.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, registry_pb2, registry_pb2_grpc
-from accord.registry import sign_registration
+from accord.registry import ROLES as ROLE_NAMES
+from accord.registry import sign_exchange_keys, sign_registration
 from accord.rpc.tls import CA_FILE, CERT_FILE, KEY_FILE, PartyCredentials
 
 NOW = dt.datetime.now(dt.UTC)
@@ -74,14 +75,23 @@ def _credentials(
 
 def _registration(creds: PartyCredentials, role: int) -> registry_pb2.RegisterRequest:
     identity = NoteSigner.generate(creds.party)
+    kx_key = KeyAgreementKey.generate().public_key
     reg = registry_pb2.NodeRegistration(
         channel=creds.party,
         role=role,
         identity_key=identity.verifier.public_key,
-        kx_key=KeyAgreementKey.generate().public_key,
+        kx_key=kx_key,
         certificate_pem=creds.cert_pem,
         schema=[common_pb2.FeatureSpec(name="X_0", type=common_pb2.FEATURE_TYPE_INT)],
         endpoint="127.0.0.1:4000",
+        key_statement=sign_exchange_keys(
+            creds.key_pem,
+            ca_pem=creds.ca_pem,
+            channel=creds.party,
+            role=ROLE_NAMES.get(role, "feature"),
+            identity_key=identity.verifier.public_key,
+            kx_key=kx_key,
+        ),
     )
     return sign_registration(reg, identity)
 

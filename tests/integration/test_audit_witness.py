@@ -37,7 +37,7 @@ from accord.proto.v1 import (
     registry_pb2_grpc,
 )
 from accord.registry import RegistryView, verify_registry
-from accord.rpc.tls import PartyCredentials
+from accord.rpc.tls import CA_FILE, PartyCredentials
 from accord.store.engine import make_engine, sqlite_url
 from accord.store.migrate import upgrade
 
@@ -70,7 +70,10 @@ def registry(network: LocalNetwork) -> RegistryView:
         signed = registry_pb2_grpc.RegistryStub(channel).GetRegistry(
             registry_pb2.GetRegistryRequest(), timeout=10
         )
-    return verify_registry(signed, load_coordinator_verifier(network.pki_dir / "auditor"))
+    auditor = network.pki_dir / "auditor"
+    return verify_registry(
+        signed, load_coordinator_verifier(auditor), ca_pem=(auditor / CA_FILE).read_bytes()
+    )
 
 
 def witness_stub(network: LocalNetwork, name: str) -> audit_pb2_grpc.WitnessStub:

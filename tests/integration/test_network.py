@@ -37,12 +37,18 @@ def node_info(network: LocalNetwork, channel: str) -> node_pb2.NodeInfo:
 
 def current_version(network: LocalNetwork) -> int:
     signed = registry_stub(network).GetRegistry(registry_pb2.GetRegistryRequest(), timeout=5)
-    return verify_registry(signed, load_coordinator_verifier(network.pki_dir / "pay")).version
+    pay = network.pki_dir / "pay"
+    return verify_registry(
+        signed, load_coordinator_verifier(pay), ca_pem=(pay / CA_FILE).read_bytes()
+    ).version
 
 
 def test_four_nodes_register_and_every_node_verifies_the_registry(network: LocalNetwork) -> None:
     signed = registry_stub(network).GetRegistry(registry_pb2.GetRegistryRequest(), timeout=5)
-    view = verify_registry(signed, load_coordinator_verifier(network.pki_dir / "label"))
+    label = network.pki_dir / "label"
+    view = verify_registry(
+        signed, load_coordinator_verifier(label), ca_pem=(label / CA_FILE).read_bytes()
+    )
     assert sorted(n.channel for n in view.nodes) == sorted(ROLES)
     assert {n.channel: n.role for n in view.nodes}["label"] == "label"
     give_up = time.monotonic() + 20

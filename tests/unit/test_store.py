@@ -25,8 +25,8 @@ from accord.node import store
 from accord.node.keys import NodeKeys
 from accord.node.models import NodeTable
 from accord.node.service import Node
-from accord.registry import NodeDescriptor, verify_registry
-from accord.rpc.tls import CERT_FILE
+from accord.registry import NodeDescriptor, sign_exchange_keys, verify_registry
+from accord.rpc.tls import CA_FILE, CERT_FILE, KEY_FILE
 from accord.store.engine import make_engine
 from accord.store.migrate import upgrade
 
@@ -97,32 +97,58 @@ def test_node_store_imports_and_replaces(db_url: str) -> None:
     engine.dispose()
 
 
+def _signed(node: NodeDescriptor, key_pem: bytes, ca_pem: bytes) -> NodeDescriptor:
+    """``node`` with its keys signed by the certificate key ``key_pem``."""
+    statement = sign_exchange_keys(
+        key_pem,
+        ca_pem=ca_pem,
+        channel=node.channel,
+        role=node.role,
+        identity_key=node.identity_key,
+        kx_key=node.kx_key,
+    )
+    return dataclasses.replace(node, key_statement=statement)
+
+
 def _descriptor(
-    pki_dir: Path, channel: str, role: str = "feature", endpoint: str = "127.0.0.1:1"
+    pki_dir: Path,
+    channel: str,
+    role: str = "feature",
+    endpoint: str = "127.0.0.1:1",
+    keys: NodeKeys | None = None,
 ) -> NodeDescriptor:
     from accord.registry import FeatureColumn
 
-    return NodeDescriptor(
+    keys = keys or NodeKeys(NoteSigner.generate(channel), KeyAgreementKey.generate())
+    node = NodeDescriptor(
         channel=channel,
         role=role,
-        identity_key=NoteSigner.generate(channel).verifier.public_key,
-        kx_key=KeyAgreementKey.generate().public_key,
+        identity_key=keys.identity.verifier.public_key,
+        kx_key=keys.kx.public_key,
         certificate_pem=(pki_dir / channel / CERT_FILE).read_bytes(),
         schema=(FeatureColumn("x", "float"),),
         endpoint=endpoint,
+        key_statement=b"",
     )
+    return _signed(node, (pki_dir / channel / KEY_FILE).read_bytes(), _ca(pki_dir))
+
+
+def _ca(pki_dir: Path) -> bytes:
+    return (pki_dir / "ca" / CA_FILE).read_bytes()
 
 
 def test_registry_versions_signatures_and_rules(db_url: str, pki_dir: Path) -> None:
     engine = make_engine(db_url)
     upgrade(engine, "coordinator")
     signer = NoteSigner.generate("accord.test/coordinator")
-    registry = NodeRegistry(engine, signer, clock=lambda: 1_700_000_000.0)
+    registry = NodeRegistry(engine, signer, ca_pem=_ca(pki_dir), clock=lambda: 1_700_000_000.0)
     assert registry.view().version == 1
     assert registry.view().nodes == ()
     pay = _descriptor(pki_dir, "pay")
     cert = (pki_dir / "pay" / CERT_FILE).read_bytes()
-    v2 = verify_registry(registry.register(pay, peer="pay", peer_cert_pem=cert), signer.verifier)
+    v2 = verify_registry(
+        registry.register(pay, peer="pay", peer_cert_pem=cert), signer.verifier, ca_pem=_ca(pki_dir)
+    )
     assert v2.version == 2
     assert v2.node("pay") == pay
     # the same registration again changes nothing
@@ -147,15 +173,18 @@ def test_registry_versions_signatures_and_rules(db_url: str, pki_dir: Path) -> N
     ca = IssuedKeyPair(
         (pki_dir / "ca" / "ca.key").read_bytes(), (pki_dir / "ca" / "ca.crt").read_bytes()
     )
-    crm_cert = issue_party_certificate(
-        ca, "crm", role="label", now=dt.datetime.now(dt.UTC)
-    ).cert_pem
-    crm = dataclasses.replace(label, channel="crm", certificate_pem=crm_cert)
+    crm_pair = issue_party_certificate(ca, "crm", role="label", now=dt.datetime.now(dt.UTC))
+    crm_cert = crm_pair.cert_pem
+    crm = _signed(
+        dataclasses.replace(label, channel="crm", certificate_pem=crm_cert),
+        crm_pair.key_pem,
+        _ca(pki_dir),
+    )
     with pytest.raises(NotPermitted, match="already holds the label role"):
         registry.register(crm, peer="crm", peer_cert_pem=crm_cert)
     assert [n.channel for n in registry.view().nodes] == ["label", "pay"]
     # a restart reads the same state back
-    again = NodeRegistry(engine, signer)
+    again = NodeRegistry(engine, signer, ca_pem=_ca(pki_dir))
     assert again.current() == registry.current()
     engine.dispose()
 
@@ -166,10 +195,11 @@ def test_node_accepts_only_newer_verified_registries(
     coord_engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
     upgrade(coord_engine, "coordinator")
     signer = NoteSigner.generate("accord.test/coordinator")
-    registry = NodeRegistry(coord_engine, signer)
+    registry = NodeRegistry(coord_engine, signer, ca_pem=_ca(pki_dir))
     v1 = registry.current()
+    keys = NodeKeys(NoteSigner.generate("pay"), KeyAgreementKey.generate())
     registry.register(
-        _descriptor(pki_dir, "pay"),
+        _descriptor(pki_dir, "pay", keys=keys),
         peer="pay",
         peer_cert_pem=(pki_dir / "pay" / CERT_FILE).read_bytes(),
     )
@@ -181,8 +211,9 @@ def test_node_accepts_only_newer_verified_registries(
         engine,
         channel="pay",
         role="feature",
-        keys=NodeKeys(NoteSigner.generate("pay"), KeyAgreementKey.generate()),
+        keys=keys,
         coordinator_key=signer.verifier,
+        network_ca=_ca(pki_dir),
     )
     assert node.accept_registry(v2, sender="coordinator") == 2
     assert node.accept_registry(v2, sender="coordinator") == 2
