@@ -227,6 +227,27 @@ def test_nodes_advertise_the_address_of_their_service() -> None:
         assert coordinator_port in {p["port"] for p in target_service["spec"]["ports"]}
 
 
+def test_nodes_reach_the_coordinators_fleet_by_the_name_its_certificate_carries() -> None:
+    """The coordinator serves the standing SuperLink; a node's own SuperNode dials the Fleet
+    address the coordinator advertises and checks the certificate against that name, so each
+    node's namespace resolves `coordinator` to the coordinator's Service."""
+    objects = _render(NETWORK)
+    (coordinator,) = [(s, c) for s, c in _servers(objects) if _component(s) == "coordinator"]
+    flags = _flags(coordinator[1]["args"])
+    fleet_port = _split_host_port(flags["--fleet-listen"])[1]
+    host, port = _split_host_port(flags["--fleet-advertise"])
+    assert host == "coordinator" and port == fleet_port
+    namespace = coordinator[0]["metadata"].get("namespace")
+    service = _service_for(objects, f"coordinator.{namespace}.svc.cluster.local", None)
+    assert service is not None and fleet_port in {p["port"] for p in service["spec"]["ports"]}
+    nodes = [s for s, _ in _servers(objects) if _component(s) == "node"]
+    for statefulset in nodes:
+        alias = _service_for(objects, host, statefulset["metadata"].get("namespace"))
+        assert alias is not None, f"{_ref(statefulset)}: `coordinator` resolves to nothing"
+        assert alias["spec"].get("type") == "ExternalName"
+        assert alias["spec"]["externalName"] == f"coordinator.{namespace}.svc.cluster.local"
+
+
 def test_every_probe_speaks_mtls() -> None:
     """The servers listen with mTLS only: a grpc/tcp/http probe cannot tell health there."""
     objects = _render(NETWORK)
@@ -451,32 +472,21 @@ def test_compose_nodes_import_before_serving() -> None:
 
 
 def test_compose_feature_nodes_run_their_training_participant() -> None:
+    """The coordinator runs the standing SuperLink itself, reached as `coordinator:9092` (the
+    name its certificate carries); each feature node's own `node serve` starts its SuperNode,
+    so no service runs Flower's processes apart from the party that owns them."""
     services = _services()
-    superlinks = [s for s in services.values() if _argv(s)[:1] == ["flower-superlink"]]
-    assert len(superlinks) == 1
-    superlink = _flags(_argv(superlinks[0]))
-    assert "--enable-supernode-auth" in superlink and "--insecure" not in superlink
-    assert superlinks[0].get("network_mode") == "service:coordinator", (
-        "reached as `coordinator`, the name the coordinator's certificate carries"
-    )
+    assert not [
+        s for s in services.values() if _argv(s)[:1] in (["flower-superlink"], ["flower-supernode"])
+    ]
+    argv = _argv(services["coordinator"])
+    flags = _flags(argv[argv.index("serve") :])
+    assert _split_host_port(flags["--fleet-listen"])[1] == 9092
+    assert flags["--fleet-advertise"] == "coordinator:9092"
     for name, service in _node_services().items():
-        role = _flags(_serve_argv(service) or [])["--role"]
-        supernodes = [
-            s
-            for s in services.values()
-            if _argv(s)[:1] == ["flower-supernode"]
-            and f'channel="{name}"' in _flags(_argv(s))["--node-config"]
-        ]
-        if role == "label":
-            assert not supernodes
-            continue
-        assert len(supernodes) == 1, f"{name} has no training participant"
-        flags = _flags(_argv(supernodes[0]))
-        assert flags["--superlink"] == "coordinator:9092"
-        assert flags["--root-certificates"] == "/pki/ca.crt"
-        assert flags["--auth-supernode-private-key"].startswith("/data/")
-        assert _volume_at(supernodes[0], "/data") == _volume_at(service, "/data")
-        assert supernodes[0]["depends_on"][name]["condition"] == "service_healthy"
+        serve = _serve_argv(service) or []
+        assert "--no-train" not in serve, f"{name} would not train"
+        assert _flags(serve)["--coordinator"] == "coordinator:50051"
 
 
 # -- the image -------------------------------------------------------------------------------
