@@ -5,6 +5,8 @@ Each party's own folder (``accord pki request`` makes the key there; it never le
     <party>/tls.key, request.csr             its key and the request it sends to the operator
     <party>/tls.crt, ca.crt                  its certificate and the network CA (``pki install``)
     <party>/coordinator.vkey                 the coordinator's verifier key
+    <node>/auditor.crt                       the auditor's certificate: nodes seal the consent
+                                             reference of every data use to its key
     <coordinator>/signer.key                 the coordinator's Ed25519 signing key (secret)
     <coordinator>/members.json               the operator-signed membership list it admits by
 
@@ -21,6 +23,7 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
+from accord.crypto.errors import CryptoError
 from accord.crypto.keys import NoteSigner, NoteVerifier
 from accord.crypto.membership import Member, Membership, sign_membership, verify_membership
 from accord.crypto.pki import (
@@ -40,6 +43,7 @@ from accord.crypto.pki import (
     read_certificate_request,
     sign_certificate_request,
 )
+from accord.crypto.use_seal import audit_recipient
 from accord.errors import ConfigError
 from accord.rpc.tls import CA_FILE, CERT_FILE, KEY_FILE
 from accord.secrets import read_secret, write_secret
@@ -50,6 +54,7 @@ SIGNER_FILE = "signer.key"
 MEMBERS_FILE = "members.json"
 REQUEST_FILE = "request.csr"
 CA_KEY_FILE = "ca.key"
+AUDITOR_CERT_FILE = "auditor.crt"
 
 
 def parse_parties(spec: str) -> list[tuple[str, str]]:
@@ -105,6 +110,11 @@ def init_pki(
             Member(party, role, certificate_fingerprint(issued.cert_pem))
         )
         folders.append(folder)
+    # the first auditor is the one nodes seal data uses to (its certificate is public)
+    auditor = next((directory / p for p, role in pairs if role == "auditor"), None)
+    if auditor is not None:
+        for folder in folders:
+            shutil.copyfile(auditor / CERT_FILE, folder / AUDITOR_CERT_FILE)
     signed = sign_membership(membership, ca.key_pem)
     (directory / "ca" / MEMBERS_FILE).write_bytes(signed)
     (directory / COORDINATOR / MEMBERS_FILE).write_bytes(signed)
@@ -186,12 +196,26 @@ def sign_request(ca_dir: Path, request: Path, *, role: str, out: Path, now: dt.d
 
 
 def install_certificate(
-    directory: Path, cert: Path, ca_cert: Path, *, coordinator_key: Path | None, now: dt.datetime
+    directory: Path,
+    cert: Path,
+    ca_cert: Path,
+    *,
+    coordinator_key: Path | None,
+    now: dt.datetime,
+    auditor_cert: Path | None = None,
 ) -> tuple[str, str]:
-    """Put a signed certificate, the CA and the coordinator's verifier key into a party's
-    folder after checking they fit its key; returns (party, role)."""
+    """Put a signed certificate, the CA, the coordinator's verifier key and the auditor's
+    certificate into a party's folder after checking they fit its key and the CA; returns
+    (party, role)."""
     cert_pem, ca_pem = cert.read_bytes(), ca_cert.read_bytes()
     check_issued_by(cert_pem, ca_pem, now=now)
+    auditor_pem = None
+    if auditor_cert is not None:
+        auditor_pem = auditor_cert.read_bytes()
+        try:
+            audit_recipient(auditor_pem, ca_pem, now=now)
+        except CryptoError as exc:
+            raise ConfigError(f"{auditor_cert}: {exc}") from exc
     if not public_key_matches(cert_pem, read_secret(directory / KEY_FILE).encode()):
         raise ConfigError(f"{cert} is not the certificate of the key in {directory}")
     (directory / CERT_FILE).write_bytes(cert_pem)
@@ -200,7 +224,23 @@ def install_certificate(
         NoteVerifier.parse(coordinator_key.read_text())  # refuse garbage before writing it
         if coordinator_key.resolve() != (directory / VKEY_FILE).resolve():
             (directory / VKEY_FILE).write_text(coordinator_key.read_text())
+    if auditor_pem is not None:
+        (directory / AUDITOR_CERT_FILE).write_bytes(auditor_pem)
     return certificate_common_name(cert_pem), certificate_role(cert_pem)
+
+
+def load_audit_recipient(party_dir: Path, *, now: dt.datetime) -> bytes | None:
+    """The auditor's sealing key from ``auditor.crt`` in a node's folder, checked against the
+    folder's CA and the auditor role; None if the folder has no auditor certificate."""
+    path = party_dir / AUDITOR_CERT_FILE
+    try:
+        pem = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return audit_recipient(pem, (party_dir / CA_FILE).read_bytes(), now=now)
+    except CryptoError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 def load_coordinator_verifier(party_dir: Path) -> NoteVerifier:

@@ -50,6 +50,18 @@ def consent_commitment(salt: bytes, record_id: str, terms_digest: bytes) -> byte
     ).digest()
 
 
+USE_TAG_DOMAIN = b"accord-use-tag-v1\x00"
+
+
+def use_tag_key(salt: bytes, node: str, local_ref: str) -> bytes:
+    """The key behind one customer's data-use tags at one node (:mod:`accord.crypto.use_seal`).
+
+    The same salt as the commitments under another label: it never appears on the ledger, so
+    only the node and the holder of the opening can recognise the customer's uses."""
+    _check_salt(salt)
+    return hmac.new(salt, USE_TAG_DOMAIN + _field(node) + _field(local_ref), sha256).digest()
+
+
 @dataclass(frozen=True)
 class Opening:
     """What a customer holds to recompute their commitments at one node."""
@@ -60,6 +72,9 @@ class Opening:
 
     def subject(self) -> bytes:
         return subject_commitment(self.salt, self.node, self.local_ref)
+
+    def use_tag_key(self) -> bytes:
+        return use_tag_key(self.salt, self.node, self.local_ref)
 
     def check(self, commitment: bytes) -> None:
         if not hmac.compare_digest(self.subject(), commitment):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from accord.node.server import registrar
 from accord.node.service import Node
 from accord.node.supernode import SuperNodeSettings, SuperNodeSupervisor
 from accord.node.witness import Witness
-from accord.pki_layout import COORDINATOR, load_coordinator_verifier
+from accord.pki_layout import COORDINATOR, load_audit_recipient, load_coordinator_verifier
 from accord.proto.v1 import registry_pb2_grpc
 from accord.rpc.client import call_with_retry, describe_rpc_error
 from accord.rpc.endpoint import (
@@ -146,7 +147,13 @@ def start_node(config: NodeConfig) -> RunningNode:
     # fail early if nothing was imported
     node.descriptor("127.0.0.1:1", credentials.cert_pem, credentials.key_pem)
     ledger = LedgerWriter(credentials, config.coordinator, COORDINATOR)
-    gate = ConsentGate(node.engine, config.channel, ledger)
+    auditor = load_audit_recipient(config.pki_dir, now=dt.datetime.now(dt.UTC))
+    if auditor is None:
+        log.warning(
+            "no auditor.crt in the node's folder: data uses are logged unlinkably but the "
+            "auditor's violations check cannot verify them (pki install --auditor-cert)"
+        )
+    gate = ConsentGate(node.engine, config.channel, ledger, auditor=auditor)
     alignment = NodeAlignment(
         node.engine, config.channel, config.role, gate, credentials, node.coordinator_key
     )

@@ -2,8 +2,9 @@
 
 ``ConsentGate.open(purpose, session, refs)`` checks, for every customer, a granted consent that
 covers the purpose, is on the ledger, unexpired and unrevoked (and that the network has not
-blocked the customer); appends one ``data.use`` event per newly used customer that references
-the consent's ledger index; and only then reads their data into :class:`ConsentedRows`.
+blocked the customer); appends a ``data.use`` event for the newly used customers whose
+reference to the consent (its commitment and ledger index) is sealed to the auditor, beside a
+tag only the customer can recognise; and only then reads their data into :class:`ConsentedRows`.
 
 Structure, not convention: this module is the only one that reads the ``customer`` table's
 identifiers or features (``tests/unit/node/test_gate_structure.py`` enforces it), and the
@@ -24,8 +25,9 @@ from sqlalchemy import Engine, bindparam, text
 from sqlmodel import Session, select
 
 from accord.clock import Clock, system_clock
-from accord.consent.events import MAX_USES_PER_EVENT, DataUse, Use
+from accord.consent.events import MAX_SEALED_USES, Use, seal_data_use
 from accord.consent.vocabulary import check_terms
+from accord.crypto.commitment import use_tag_key
 from accord.errors import InvalidInput, NotPermitted
 from accord.node.ledger_writer import EventLedger
 from accord.node.models import Customer, NetworkBlock, Purchase
@@ -35,12 +37,16 @@ BATCH = 2000
 
 # Plain parameterised SQL: the gate reads and logs many customers per call (alignment and
 # training touch every aligned customer), where per-row ORM objects would dominate.
+# The salt comes along to derive the customer's use-tag key (an erased customer has no salt,
+# and no granted consent either).
 _GRANTED = (
-    "SELECT local_ref, record_id, subject_commitment, consent_commitment, grant_index, purposes "
-    "FROM consent_record WHERE status = 'granted' AND grant_index IS NOT NULL AND expires_at > :now"
+    "SELECT c.local_ref, c.record_id, c.subject_commitment, c.consent_commitment, "
+    "c.grant_index, c.purposes, s.salt "
+    "FROM consent_record c JOIN subject_salt s ON s.local_ref = c.local_ref "
+    "WHERE c.status = 'granted' AND c.grant_index IS NOT NULL AND c.expires_at > :now"
 )
 _PERMITS = text(_GRANTED)
-_PERMITS_FOR = text(_GRANTED + " AND local_ref IN :refs").bindparams(
+_PERMITS_FOR = text(_GRANTED + " AND c.local_ref IN :refs").bindparams(
     bindparam("refs", expanding=True)
 )
 _DONE = text(
@@ -71,6 +77,7 @@ class Permit:
     subject: bytes
     consent: bytes
     grant_index: int
+    tag_key: bytes = field(repr=False, default=b"")  # recognises this customer's use tags
 
 
 @dataclass(frozen=True)
@@ -104,11 +111,20 @@ class ConsentedRows:
 
 class ConsentGate:
     def __init__(
-        self, engine: Engine, channel: str, ledger: EventLedger, clock: Clock = system_clock
+        self,
+        engine: Engine,
+        channel: str,
+        ledger: EventLedger,
+        clock: Clock = system_clock,
+        *,
+        auditor: bytes | None = None,
     ) -> None:
         self.engine = engine
         self.channel = channel
         self.ledger = ledger
+        # the auditor's sealing key (accord.pki_layout.load_audit_recipient); without one, uses
+        # are still unlinkable but the auditor's check reports them as uncheckable
+        self.auditor = auditor
         self._clock = clock
         self._lock = threading.Lock()
         with Session(engine) as session:  # blocks survive restarts
@@ -144,10 +160,17 @@ class ConsentGate:
         permits: dict[str, Permit] = {}
         # purposes is a JSON list of vocabulary ids ([a-z-]+), so the quoted id is exact
         quoted = json.dumps(purpose)
-        for ref, record_id, subject, consent, grant_index, purposes in rows:
+        for ref, record_id, subject, consent, grant_index, purposes, salt in rows:
             if ref in blocked or ref in permits or quoted not in purposes:
                 continue
-            permits[ref] = Permit(ref, record_id, bytes(subject), bytes(consent), int(grant_index))
+            permits[ref] = Permit(
+                ref,
+                record_id,
+                bytes(subject),
+                bytes(consent),
+                int(grant_index),
+                use_tag_key(bytes(salt), self.channel, ref),
+            )
         return permits
 
     def open(
@@ -194,23 +217,25 @@ class ConsentGate:
         fresh = [p for p in permits if p.local_ref not in done]
         if fresh:
             now = int(self._clock())
+            # sealed: no commitment, grant index or session in clear (P6, issue 16)
             events = [
-                DataUse(
+                seal_data_use(
                     self.channel,
                     purpose,
                     session_id,
                     now,
-                    tuple(
-                        Use(p.subject, p.consent, p.grant_index)
-                        for p in fresh[i : i + MAX_USES_PER_EVENT]
-                    ),
+                    [
+                        (Use(p.subject, p.consent, p.grant_index), p.tag_key)
+                        for p in fresh[i : i + MAX_SEALED_USES]
+                    ],
+                    self.auditor,
                 )
-                for i in range(0, len(fresh), MAX_USES_PER_EVENT)
+                for i in range(0, len(fresh), MAX_SEALED_USES)
             ]
             indexes = self.ledger.append(events)
             rows = []
             for n, permit in enumerate(fresh):
-                index = indexes[n // MAX_USES_PER_EVENT]
+                index = indexes[n // MAX_SEALED_USES]
                 done[permit.local_ref] = index
                 rows.append(
                     {

@@ -6,6 +6,7 @@ optionally ``db``. One participant per process and channel, reused across messag
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from accord.node.keys import load_or_create_keys
 from accord.node.ledger_writer import LedgerWriter
 from accord.node.service import Node
 from accord.node.training import GatedStoreData, SqlStateStore, TrainingParticipant
-from accord.pki_layout import COORDINATOR, load_coordinator_verifier
+from accord.pki_layout import COORDINATOR, load_audit_recipient, load_coordinator_verifier
 from accord.rpc.tls import PartyCredentials
 from accord.store.engine import make_engine, sqlite_url
 from accord.store.migrate import upgrade
@@ -53,7 +54,9 @@ def participant_from_settings(settings: Mapping[str, object]) -> TrainingPartici
     if view is None:
         raise NotReady(f"{channel!r} has not accepted a registry yet: start the node first")
     peers = {n.channel: n.kx_key for n in view.nodes if n.role == "feature"}
-    gate = ConsentGate(engine, channel, ledger)
+    gate = ConsentGate(
+        engine, channel, ledger, auditor=load_audit_recipient(pki, now=dt.datetime.now(dt.UTC))
+    )
     participant = TrainingParticipant(
         channel, GatedStoreData(engine, gate), SqlStateStore(engine), keys.kx, peers
     )

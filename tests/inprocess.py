@@ -28,7 +28,11 @@ from accord.node.own_spend import OwnSpend
 from accord.node.server import registrar
 from accord.node.service import Node
 from accord.node.training import TrainingParticipant
-from accord.pki_layout import load_coordinator_signer, load_coordinator_verifier
+from accord.pki_layout import (
+    load_audit_recipient,
+    load_coordinator_signer,
+    load_coordinator_verifier,
+)
 from accord.rpc.server import RunningServer, create_server
 from accord.rpc.tls import PartyCredentials
 from accord.store.engine import make_engine
@@ -113,7 +117,8 @@ def build(
         )
         writer = InProcessLedger(ledger, channel)
         book = ConsentBook(engine, channel, writer)
-        gate = ConsentGate(engine, channel, writer)
+        auditor = load_audit_recipient(pki / channel, now=dt.datetime.now(dt.UTC))
+        gate = ConsentGate(engine, channel, writer, auditor=auditor)
         alignment = NodeAlignment(engine, channel, role, gate, creds, node.coordinator_key)
         servicer = NodeAlignmentServicer(alignment, "coordinator", node.is_registered)
         server = create_server(

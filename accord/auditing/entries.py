@@ -9,13 +9,13 @@ skipping it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
 
 from accord.audit import AuditFailure, LedgerClient, recompute_root
-from accord.consent.events import Event, decode
+from accord.consent.events import Event, SealedDataUse, Use, decode, open_data_use
 from accord.crypto.errors import CryptoError
 from accord.crypto.keys import NoteVerifier
 from accord.crypto.merkle import ConsistencyProof
@@ -32,6 +32,15 @@ class LedgerEvent:
     index: int
     event: Event | None
     problem: str | None = None
+
+
+# What the auditor's key reads in a sealed data use: its session and its uses.
+Opener = Callable[[SealedDataUse], tuple[str, tuple[Use, ...]]]
+
+
+def auditor_opener(key_pem: bytes) -> Opener:
+    """An :data:`Opener` with the auditor's private key (its ``tls.key``, PEM)."""
+    return lambda event: open_data_use(event, key_pem)
 
 
 def decode_entry(index: int, data: bytes) -> LedgerEvent:

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from accord.auditing.entries import LedgerEvent
 from accord.auditing.violations import ViolationReport
 from accord.auditing.witnesses import WitnessStatus
-from accord.consent.events import ConsentGranted, ConsentRevoked, DataUse, Record
+from accord.consent.events import ConsentGranted, ConsentRevoked, DataUse, Record, SealedDataUse
 from accord.crypto.cosignature import Cosignature
 from accord.crypto.note import Checkpoint
 from accord.errors import InvalidInput
@@ -200,7 +200,7 @@ def uses_by(events: Sequence[LedgerEvent], key: str) -> tuple[Counter[str], Coun
     uses: Counter[str] = Counter()
     entries: Counter[str] = Counter()
     for item in events:
-        if isinstance(item.event, DataUse):
+        if isinstance(item.event, DataUse | SealedDataUse):
             name = item.event.purpose if key == "purpose" else item.event.node
             uses[name] += len(item.event.uses)
             entries[name] += 1

@@ -2,8 +2,11 @@
 
 The ledger names people only by salted commitments. A customer's channel hands them the
 opening (node, local reference, salt) through ``accord subject export``; from it anyone they
-choose can recompute their subject commitment and pick their entries out of the public log.
-Pure: the opening in, the matching entries out.
+choose can recompute their subject commitment and pick their grants and revocations out of the
+log, and recompute their use-tag key to recognise their data uses (a use names no commitment
+in clear: its tag is fresh per use and only that key recognises it). With the auditor's key the
+trail also shows each use's session and cited grant. Pure: the opening in, the matching
+entries out.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accord.auditing.entries import LedgerEvent
-from accord.consent.events import ConsentGranted, ConsentRevoked, DataUse
+from accord.auditing.entries import LedgerEvent, Opener
+from accord.consent.events import ConsentGranted, ConsentRevoked, DataUse, SealedDataUse, Use
 from accord.crypto.commitment import Opening
 from accord.crypto.errors import CryptoError
+from accord.crypto.use_seal import tag_matches
 from accord.errors import InvalidInput
 
 
@@ -76,8 +80,14 @@ class TrailEntry:
     detail: str  # expiry, revocation reason, or the session and cited grant of a use
 
 
-def subject_trail(events: Iterable[LedgerEvent], subject: bytes) -> list[TrailEntry]:
-    """Every grant, revocation and use in ``events`` that names ``subject``, in ledger order."""
+def subject_trail(
+    events: Iterable[LedgerEvent],
+    subject: bytes,
+    tag_key: bytes | None = None,
+    opener: Opener | None = None,
+) -> list[TrailEntry]:
+    """Every grant, revocation and use in ``events`` that names ``subject`` (sealed uses: whose
+    tag ``tag_key`` recognises; see :meth:`Opening.use_tag_key`), in ledger order."""
     trail: list[TrailEntry] = []
     for item in events:
         event = item.event
@@ -105,6 +115,26 @@ def subject_trail(events: Iterable[LedgerEvent], subject: bytes) -> list[TrailEn
                     event.reason,
                 )
             )
+        elif isinstance(event, SealedDataUse) and tag_key is not None:
+            mine = [i for i, u in enumerate(event.uses) if tag_matches(tag_key, u.nonce, u.tag)]
+            if not mine:
+                continue
+            session, opened = _open(event, opener)
+            for position in mine:
+                use = opened[position] if opened else None
+                trail.append(
+                    TrailEntry(
+                        item.index,
+                        event.at,
+                        "data use",
+                        (event.purpose,),
+                        event.node,
+                        use.consent if use else b"",
+                        f"session {session}, grant at entry {use.consent_index}"
+                        if use
+                        else "session and grant sealed to the auditor",
+                    )
+                )
         elif isinstance(event, DataUse):
             for use in event.uses:
                 if use.subject == subject:
@@ -120,3 +150,12 @@ def subject_trail(events: Iterable[LedgerEvent], subject: bytes) -> list[TrailEn
                         )
                     )
     return trail
+
+
+def _open(event: SealedDataUse, opener: Opener | None) -> tuple[str, tuple[Use, ...]]:
+    if opener is None or not event.audit:
+        return "", ()
+    try:
+        return opener(event)
+    except (CryptoError, InvalidInput):
+        return "", ()

@@ -12,6 +12,10 @@ every use of every ``data.use`` event against the state *at that ledger index*:
 - the consent had not expired at the use's time;
 - it had not been revoked earlier in the log.
 
+Uses written since issue 16 carry those references sealed to the auditor
+(:class:`SealedDataUse`); the check opens them with the auditor's key (``opener``). A use that
+is not sealed, or does not open with that key, is a violation: nobody can show its consent.
+
 Replay follows the rules the coordinator applies when it builds its status map: the first
 grant of a commitment counts, and only the granting node can revoke it. Pure: entries in,
 findings out; no I/O and no clock.
@@ -23,8 +27,17 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from accord.auditing.entries import LedgerEvent
-from accord.consent.events import ConsentGranted, ConsentRevoked, DataUse, Record
+from accord.auditing.entries import LedgerEvent, Opener
+from accord.consent.events import (
+    ConsentGranted,
+    ConsentRevoked,
+    DataUse,
+    Record,
+    SealedDataUse,
+    Use,
+)
+from accord.crypto.errors import CryptoError
+from accord.errors import InvalidInput
 
 
 @dataclass
@@ -71,7 +84,11 @@ class ViolationReport:
 
 
 def _problems(
-    state: ConsentState | None, index: int, event: DataUse, subject: bytes, cited: int
+    state: ConsentState | None,
+    index: int,
+    event: DataUse | SealedDataUse,
+    subject: bytes,
+    cited: int,
 ) -> list[str]:
     """Every reason the consent did not cover this use (empty: it did)."""
     if state is None:
@@ -95,8 +112,21 @@ def _problems(
     return found
 
 
-def find_violations(events: Iterable[LedgerEvent]) -> ViolationReport:
-    """Replay ``events`` (in ledger order) and check every use against the consent state."""
+def _opened(event: SealedDataUse, opener: Opener | None) -> tuple[Use, ...] | str:
+    """The uses of a sealed entry, or why the auditor cannot read them."""
+    if not event.audit:
+        return "the use was not sealed to the auditor: nobody can check which consent covers it"
+    if opener is None:
+        return "the use is sealed to the auditor: check it with the auditor's key"
+    try:
+        return opener(event)[1]
+    except (CryptoError, InvalidInput):
+        return "the use does not open with the auditor's key (sealed to another key, or altered)"
+
+
+def find_violations(events: Iterable[LedgerEvent], opener: Opener | None = None) -> ViolationReport:
+    """Replay ``events`` (in ledger order) and check every use against the consent state;
+    ``opener`` reads sealed uses with the auditor's key."""
     consents: dict[bytes, ConsentState] = {}
     violations: list[Violation] = []
     unreadable: list[tuple[int, str]] = []
@@ -125,6 +155,33 @@ def find_violations(events: Iterable[LedgerEvent]) -> ViolationReport:
             if state is not None and state.node == event.node and state.revoked_index is None:
                 revoked += 1
                 state.revoked_index, state.revoked_at = item.index, event.at
+        elif isinstance(event, SealedDataUse):
+            use_events += 1
+            opened = _opened(event, opener)
+            for position in range(len(event.uses)):
+                uses += 1
+                if isinstance(opened, str):
+                    problems = [opened]
+                else:
+                    use = opened[position]
+                    problems = _problems(
+                        consents.get(use.consent),
+                        item.index,
+                        event,
+                        use.subject,
+                        use.consent_index,
+                    )
+                if problems:
+                    violations.append(
+                        Violation(
+                            item.index,
+                            position,
+                            event.node,
+                            event.purpose,
+                            event.at,
+                            "; ".join(problems),
+                        )
+                    )
         elif isinstance(event, DataUse):
             use_events += 1
             for position, use in enumerate(event.uses):

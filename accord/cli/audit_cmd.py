@@ -25,7 +25,7 @@ from accord.audit import (
     verify_extends,
     write_json,
 )
-from accord.auditing.entries import AuditClient
+from accord.auditing.entries import AuditClient, auditor_opener
 from accord.auditing.report import ReportData, check_writable, write_report
 from accord.auditing.trail import read_opening, subject_trail
 from accord.auditing.violations import find_violations
@@ -331,7 +331,7 @@ def violations(
     with audit_client(coordinator, pki) as client:
         held = _checkpoint_file(checkpoint_file, client.verifier)
         events = client.verified_events(held.checkpoint)
-    report = find_violations(events)
+    report = find_violations(events, auditor_opener(PartyCredentials.load(pki).key_pem))
     console = Console()
     if report.unreadable:
         console.print(
@@ -375,7 +375,12 @@ def trail(
     subject = held_opening.subject()
     with audit_client(coordinator, pki) as client:
         latest = client.checkpoint()
-        found = subject_trail(client.verified_events(latest.checkpoint), subject)
+        found = subject_trail(
+            client.verified_events(latest.checkpoint),
+            subject,
+            held_opening.use_tag_key(),
+            auditor_opener(PartyCredentials.load(pki).key_pem),
+        )
         if not found:
             raise AuditFailure(
                 f"no entry up to checkpoint {latest.checkpoint.size} names the customer this "
@@ -438,7 +443,7 @@ def report(
         cosigned = cosignatures(held.note, [n.key for n in nodes])
     except CryptoError as exc:
         raise AuditFailure(f"a cosignature on the checkpoint does not verify: {exc}") from exc
-    found = find_violations(events)
+    found = find_violations(events, auditor_opener(credentials.key_pem))
     path = write_report(
         out,
         ReportData(

@@ -19,7 +19,7 @@ from rich.progress import Progress, SpinnerColumn
 from rich.table import Table
 
 from accord.audit import LedgerClient, read_checkpoint_file, verify_extends
-from accord.auditing.entries import AuditClient
+from accord.auditing.entries import AuditClient, auditor_opener
 from accord.auditing.violations import find_violations
 from accord.cli.align_cmd import run_alignment, summary_table
 from accord.cli.consent_cmd import import_consents
@@ -215,12 +215,16 @@ def demo(
 
         console.rule("[bold]7. The compliance officer audits the ledger")
         time.sleep(1.1)  # the next checkpoint covers everything above
-        with PartyCredentials.load(auditor).channel(endpoint, COORDINATOR) as ch:
+        auditor_credentials = PartyCredentials.load(auditor)
+        with auditor_credentials.channel(endpoint, COORDINATOR) as ch:
             client = AuditClient(ch, load_coordinator_verifier(auditor), endpoint)
             saved = read_checkpoint_file(workdir / "audit-before.note", client.verifier)
             extends = verify_extends(client, saved)
             latest = client.checkpoint()
-            violations = find_violations(client.verified_events(latest.checkpoint))
+            violations = find_violations(
+                client.verified_events(latest.checkpoint),
+                auditor_opener(auditor_credentials.key_pem),
+            )
         console.print(
             f"checkpoint {extends.new_size} extends the one saved before alignment "
             f"({extends.old_size}); "

@@ -116,10 +116,21 @@ def install(
     coordinator_key: Path | None = typer.Option(
         None, "--coordinator-key", help="The coordinator's coordinator.vkey (public)."
     ),
+    auditor_cert: Path | None = typer.Option(
+        None,
+        "--auditor-cert",
+        help="A node: the auditor's certificate (public); the node seals the consent "
+        "reference of every data use to it.",
+    ),
 ) -> None:
     """A party: check the certificate fits your key and the CA, and put it in your folder."""
     party, role = install_certificate(
-        directory, cert, ca_cert, coordinator_key=coordinator_key, now=_now()
+        directory,
+        cert,
+        ca_cert,
+        coordinator_key=coordinator_key,
+        now=_now(),
+        auditor_cert=auditor_cert,
     )
     Console().print(f"{directory} now holds {party}'s certificate ({role})")
 

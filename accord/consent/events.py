@@ -1,7 +1,11 @@
 """The events Accord writes to the ledger, as canonical JSON.
 
 An event names commitments, never people: ``subject`` is a salted commitment to the customer at
-one node, ``consent`` a salted commitment to one consent record. Encoding is canonical (sorted
+one node, ``consent`` a salted commitment to one consent record. A ``data.use`` names not even
+those in clear: its commitments, cited grant and session are sealed to the auditor and each
+use carries only a fresh tag its customer can recognise (:class:`SealedDataUse`), so no two
+uses share a byte string. Uses written before that (:class:`DataUse`) still decode and are
+checked as they are. Encoding is canonical (sorted
 keys, no spaces, ASCII), and decoding insists on it, so one event has exactly one byte string
 and auditors can re-hash what they read.
 """
@@ -12,11 +16,19 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from accord.consent.vocabulary import check_terms
+from accord.crypto.use_seal import (
+    NONCE_BYTES,
+    TAG_BYTES,
+    AuditedUse,
+    new_use_tag,
+    open_uses,
+    seal_uses,
+)
 from accord.errors import InvalidInput
 
 VERSION = 1
@@ -25,6 +37,11 @@ MAX_USES_PER_EVENT = 400
 SESSION = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 NODE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 MAX_TIME = 2**40
+# A sealed entry costs ~160 bytes per use (nonce, tag and 72 sealed bytes, base64): 256 of them
+# stay well inside the ledger's 64 KiB per entry.
+MAX_SEALED_USES = 256
+# a sealed use list: 65-byte encapsulated key, 1 + 64 bytes of session, 72 bytes per use, tag
+MAX_AUDIT_CHARS = 4 * (65 + 65 + 72 * MAX_SEALED_USES + 16 + 2) // 3 + 4
 
 
 def canonical(obj: Mapping[str, Any]) -> bytes:
@@ -135,6 +152,80 @@ class DataUse:
 
 
 @dataclass(frozen=True)
+class UseTag:
+    """One use in a sealed ``data.use``: a fresh nonce and the customer's tag over it."""
+
+    nonce: bytes
+    tag: bytes
+
+
+@dataclass(frozen=True)
+class SealedDataUse:
+    """A ``data.use`` only the auditor and the customer can link (:mod:`accord.crypto.use_seal`).
+
+    In clear: the writing node, the purpose, the time and one ``(nonce, tag)`` per use. Sealed to
+    the auditor (``audit``): the session and, per use, the subject and consent commitments and
+    the cited grant. ``audit`` is empty when the node had no auditor to seal to; the violations
+    check then reports every use of the entry as uncheckable.
+    """
+
+    node: str
+    purpose: str
+    at: int
+    uses: tuple[UseTag, ...]
+    audit: bytes
+    TYPE = "data.use"
+
+    def clear_json(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "type": self.TYPE,
+            "node": self.node,
+            "purpose": self.purpose,
+            "at": self.at,
+            "uses": [{"nonce": b64(u.nonce), "tag": b64(u.tag)} for u in self.uses],
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.clear_json(), "audit": b64(self.audit)}
+
+    def seal_info(self) -> bytes:
+        """What the seal is bound to: every clear field of this entry."""
+        return SEAL_DOMAIN + canonical(self.clear_json())
+
+
+SEAL_DOMAIN = b"accord.v1.data-use\n"
+
+
+def seal_data_use(
+    node: str,
+    purpose: str,
+    session: str,
+    at: int,
+    uses: Sequence[tuple[Use, bytes]],
+    auditor: bytes | None,
+) -> SealedDataUse:
+    """A sealed ``data.use`` for ``uses`` (each with the customer's tag key), sealed to the
+    ``auditor``'s key (an uncompressed P-256 point), or unsealed if there is none."""
+    if not 1 <= len(uses) <= MAX_SEALED_USES:
+        raise InvalidInput(f"a data.use holds 1 to {MAX_SEALED_USES} uses")
+    tags = tuple(UseTag(*new_use_tag(key)) for _, key in uses)
+    draft = SealedDataUse(node, purpose, at, tags, b"")
+    if auditor is None:
+        return draft
+    audited = tuple(AuditedUse(u.subject, u.consent, u.consent_index) for u, _ in uses)
+    return replace(draft, audit=seal_uses(auditor, session, audited, info=draft.seal_info()))
+
+
+def open_data_use(event: SealedDataUse, key_pem: bytes) -> tuple[str, tuple[Use, ...]]:
+    """The session and uses of a sealed entry, with the auditor's private key (PEM)."""
+    session, uses = open_uses(key_pem, event.audit, info=event.seal_info())
+    if len(uses) != len(event.uses):
+        raise InvalidInput("the sealed uses do not match the entry's tags")
+    return session, tuple(Use(u.subject, u.consent, u.consent_index) for u in uses)
+
+
+@dataclass(frozen=True)
 class Record:
     """Any other event the network records (alignment runs, model and policy versions).
 
@@ -160,7 +251,7 @@ class Record:
 
 RECORD_KINDS = ("alignment.run", "model.version", "policy.version", "training.run")
 
-Event = ConsentGranted | ConsentRevoked | DataUse | Record
+Event = ConsentGranted | ConsentRevoked | DataUse | SealedDataUse | Record
 
 
 def encode(event: Event) -> bytes:
@@ -207,7 +298,9 @@ def decode(data: bytes) -> Event:
             at,
             str(reason),
         )
-    if kind == DataUse.TYPE:
+    if kind == DataUse.TYPE and "session" not in obj:
+        return _sealed_use(obj, node, at)
+    if kind == DataUse.TYPE:  # written before uses were sealed: still read and checked
         _only(obj, {"v", "type", "node", "purpose", "session", "at", "uses"})
         (purpose,) = check_terms("purposes", [str(obj.get("purpose"))], "purpose")
         uses = obj.get("uses")
@@ -235,6 +328,44 @@ def decode(data: bytes) -> Event:
             raise InvalidInput("body must be an object")
         return Record(node, str(obj["kind"]), at, obj["body"])
     raise InvalidInput(f"unknown event type {kind!r}")
+
+
+def _bytes(value: object, field: str, size: int) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a base64 string")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise InvalidInput(f"{field} is not valid base64") from exc
+    if len(raw) != size:
+        raise InvalidInput(f"{field} must be {size} bytes")
+    return raw
+
+
+def _sealed_use(obj: Mapping[str, Any], node: str, at: int) -> SealedDataUse:
+    _only(obj, {"v", "type", "node", "purpose", "at", "uses", "audit"})
+    (purpose,) = check_terms("purposes", [str(obj.get("purpose"))], "purpose")
+    uses = obj.get("uses")
+    if not isinstance(uses, list) or not 1 <= len(uses) <= MAX_SEALED_USES:
+        raise InvalidInput(f"uses must list 1 to {MAX_SEALED_USES} uses")
+    tags = []
+    for i, use in enumerate(uses):
+        if not isinstance(use, dict) or set(use) != {"nonce", "tag"}:
+            raise InvalidInput(f"uses[{i}] must have exactly nonce and tag")
+        tags.append(
+            UseTag(
+                _bytes(use["nonce"], f"uses[{i}].nonce", NONCE_BYTES),
+                _bytes(use["tag"], f"uses[{i}].tag", TAG_BYTES),
+            )
+        )
+    audit = obj.get("audit")
+    if not isinstance(audit, str) or len(audit) > MAX_AUDIT_CHARS:
+        raise InvalidInput("audit must be a base64 string")
+    try:
+        sealed = base64.b64decode(audit, validate=True)
+    except binascii.Error as exc:
+        raise InvalidInput("audit is not valid base64") from exc
+    return SealedDataUse(node, purpose, at, tuple(tags), sealed)
 
 
 def _only(obj: Mapping[str, Any], allowed: set[str]) -> None:

@@ -121,6 +121,8 @@ def _admit(hosts: Hosts, operator: Path) -> None:
             if party == "coordinator"
             else ["--coordinator-key", str(host.give(operator / "coordinator.vkey"))]
         )
+        if party in NODES:  # nodes seal every data use's consent reference to the auditor
+            extra += ["--auditor-cert", str(host.give(operator / "auditor.crt"))]
         _ok(
             host.run(
                 "pki",

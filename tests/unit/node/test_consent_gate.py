@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from accord.consent.events import DataUse, Event, decode, encode
+from accord.consent.events import Event, SealedDataUse, decode, encode, open_data_use
 from accord.consent.proofs import ConsentNotValid, proof_document, verify_consent_proof
 from accord.coordinator.ledger.log import Ledger
 from accord.crypto.commitment import Opening, subject_commitment
@@ -30,6 +32,13 @@ from accord.store.migrate import upgrade
 
 SIGNER = NoteSigner.generate("accord.test/coordinator")
 DAY = 86400
+_AUDITOR = ec.generate_private_key(ec.SECP256R1())
+AUDITOR_PEM = _AUDITOR.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+)
+AUDITOR = _AUDITOR.public_key().public_bytes(
+    serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+)
 
 
 @dataclass
@@ -63,8 +72,8 @@ class World:
         size = self.ledger.sequencer.head().size
         return [decode(e.data) for e in self.ledger.store.get_entries(0, size)] if size else []
 
-    def uses(self) -> list[DataUse]:
-        return [e for e in self.events() if isinstance(e, DataUse)]
+    def uses(self) -> list[SealedDataUse]:
+        return [e for e in self.events() if isinstance(e, SealedDataUse)]
 
 
 REFS = [f"pay-{i}" for i in range(6)]
@@ -92,7 +101,7 @@ def world(db_url: str, tmp_path: Path) -> Iterator[World]:
     yield World(
         ledger,
         ConsentBook(engine, "pay", writer, clock),
-        ConsentGate(engine, "pay", writer, clock),
+        ConsentGate(engine, "pay", writer, clock, auditor=AUDITOR),
         clock,
     )
     ledger.stop()
@@ -121,9 +130,9 @@ def test_with_consent_it_runs_and_the_use_references_the_grant(world: World) -> 
     assert rows.refused == (REFS[1], REFS[2])  # consent for another purpose does not count
     (use_event,) = world.uses()
     grants = {e.consent: i for i, e in enumerate(world.events()) if e.TYPE == "consent.granted"}
-    (use,) = use_event.uses
+    session, (use,) = open_data_use(use_event, AUDITOR_PEM)  # the auditor reads the reference
     assert use.consent_index == grants[use.consent]
-    assert use_event.purpose == "model-training" and use_event.session == "run-1"
+    assert use_event.purpose == "model-training" and session == "run-1"
     # a second batch of the same session is checked again but logged once
     again = world.gate.open("model-training", "run-1", REFS[:1])
     assert again.refs == (REFS[0],) and len(world.uses()) == 1
