@@ -11,7 +11,10 @@ the top model and the calibration; the policy decides the action.
 
 The explanation names the sources and the policy rule, never per-node contributions: those
 would need sums over subsets, which would let anyone difference two answers into one node's
-embedding.
+embedding. For the same reason each node contributes to one set of sources per customer and
+model (:mod:`accord.node.scoring_sets`): a request whose set differs from the first one (a node
+down, a presentation left out) gets "cannot score now", and a channel answers alone only for a
+customer no other channel holds.
 """
 
 from __future__ import annotations
@@ -351,7 +354,10 @@ class ScoringService:
         )
         left_out = {n: _why(r) for n, r in checks.items() if n not in ready}
         total_nodes = len(model.nodes)
-        if len(ready) < masking.MIN_NODES and _answers_alone(model, ready):
+        # a channel answers alone only for a customer nobody else holds: when others hold
+        # them but left no presentation (or failed CHECK), a lone estimate would stand in for
+        # the sum they would have joined
+        if len(pending.nodes) == 1 and _answers_alone(model, ready):
             return self._own_estimate(model, pending, presentations[ready[0]], ready[0], left_out)
         if len(ready) < masking.MIN_NODES:
             return Answer(
@@ -381,6 +387,20 @@ class ScoringService:
         failed = {
             n: _why(r) for n, r in computed.items() if not isinstance(r, scoring_pb2.EmbedResponse)
         }
+        held = _held_to_another_set(computed)
+        if held:
+            return Answer(
+                request_id,
+                False,
+                sources=ready,
+                model=model.model_id,
+                policy_version=self.policy.version,
+                explanation=(
+                    f"cannot score now: {', '.join(held)} already scored this customer from "
+                    "another set of sources under this model, and sums over two sets would "
+                    f"expose one source{_left_out(left_out)}; the next model can score them"
+                ),
+            )
         if failed:
             return Answer(
                 request_id,
@@ -518,6 +538,16 @@ def _answers_alone(model: LoadedModel, nodes: Collection[str]) -> bool:
     """Whether the one node in ``nodes`` may answer alone: LTV models only, and only a channel
     the model has a factor for (it released its group sum when the model was trained)."""
     return model.kind == "ltv" and len(nodes) == 1 and next(iter(nodes)) in model.own_channel_scales
+
+
+def _held_to_another_set(results: Mapping[str, object]) -> list[str]:
+    """The nodes that refused COMPUTE because the customer is theirs to score from another set
+    (:mod:`accord.node.scoring_sets`): a refusal that retrying cannot lift."""
+    return sorted(
+        n
+        for n, r in results.items()
+        if isinstance(r, grpc.RpcError) and _code(r) == grpc.StatusCode.FAILED_PRECONDITION
+    )
 
 
 def _gather(futures: Mapping[str, grpc.Future[Any]], deadline_s: float) -> dict[str, Any]:

@@ -192,7 +192,6 @@ class SpendSumRelease(NodeTable, table=True):
     model_id: str = Field(max_length=64)  # the model it was first asked for (params kept there)
     named: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # sorted 32-byte digests
     summed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # sorted 32-byte digests
-    left_out: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # row keys, as named
     total: float
     customers: int
     fitted_on: int

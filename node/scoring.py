@@ -27,6 +27,7 @@ from accord.node.embed_batch import BatchedForward
 from accord.node.gate import ConsentGate
 from accord.node.own_spend import OwnSpend
 from accord.node.replay_cache import UsedCredentials
+from accord.node.scoring_sets import ScoringSets
 
 if TYPE_CHECKING:  # torch loads with the first model a request needs, not at start-up
     from accord.node.training import KeptModel
@@ -79,6 +80,7 @@ class ScoringParticipant:
         self._clock = clock
         self._own_spend = own_spend
         self._replay = UsedCredentials(engine, clock)  # in the store: survives a restart
+        self._sets = ScoringSets(engine, clock)
         self._models: dict[str, KeptModel] = {}
         self._forwards: dict[str, BatchedForward] = {}  # one pass for concurrent requests' rows
         # presentations verified in CHECK, so COMPUTE (same bytes) does not verify them again
@@ -153,6 +155,8 @@ class ScoringParticipant:
         missing = [n for n in names if n != self.channel and n not in peers]
         if missing:
             raise NotPermitted(f"unknown participants {', '.join(missing)}: not in the registry")
+        # one set per (model, customer), claimed before anything is logged or released
+        self._sets.hold(cred.model, local_ref, names)
         rows = self.gate.require(purpose, request_id, local_ref)  # logs the use
         embedding = self._forward(cred.model)(rows.features)
         masked = masking.mask_embedding(
@@ -169,12 +173,21 @@ class ScoringParticipant:
         """The channel's own spend estimate of the customer, for a request it alone serves.
 
         The same credential checks and gate as :meth:`compute` (and the same replay phase: a
-        presentation computes once, either way); the coordinator asks only when no other node
-        passed CHECK, so no masked sum could answer."""
+        presentation computes once, either way); the coordinator asks only for a customer no other
+        node holds (the credential's audience is this node alone), and this node checks it."""
         cred, local_ref = self._credential(presentation, purpose, "compute")
         if cred.request_id != request_id:
             raise InvalidInput("the credential belongs to another request")
         if self._own_spend is None or not self._own_spend.has_model(cred.model):
             raise NotFound(f"{self.channel} keeps no own spend model for {cred.model}")
+        if cred.audience != (self.channel,):
+            # others hold this customer: their shared sum answers, or nothing does (a lone
+            # estimate here would let whoever left their presentations out learn this one)
+            others = ", ".join(a for a in cred.audience if a != self.channel)
+            raise NotPermitted(
+                f"{self.channel} answers alone only for customers no other source holds; "
+                f"this one is also held by {others or 'nobody it was told of'}"
+            )
+        self._sets.hold(cred.model, local_ref, [self.channel])
         rows = self.gate.require(purpose, request_id, local_ref)  # logs the use
         return OwnEstimate(self._own_spend.estimate(cred.model, rows), rows.use_indexes[0])

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 from helpers import shared_path
 
+# the networks of real processes that tests/integration and tests/adversarial share (one each)
+from networks import aligned, ltv_network, trained  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def _keep_logging(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -102,8 +102,11 @@ class NodeServiceServicer:
         """From the coordinator, after an LTV model is trained: fit the channel's own BG/NBD +
         Gamma-Gamma on its consented customers (purpose model-training, through the gate), keep it
         for that model, and release one sum of its estimates over a group of training customers.
-        INVALID_ARGUMENT for fewer than 100 keys or keys not in the run; ALREADY_EXISTS for a second
-        sum for the same model; FAILED_PRECONDITION when fewer than 100 may be used now.
+        One sum per alignment run: the same question again gets the same answer (kept for the
+        named model too). INVALID_ARGUMENT for fewer than 100 keys or keys not in the run;
+        ALREADY_EXISTS for other customers of a run already summed; PERMISSION_DENIED for a group
+        that differs from one summed in another run by fewer than 100; FAILED_PRECONDITION when
+        fewer than 100 may be used now.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -56,67 +54,3 @@ def network(
         finally:
             codes = net.stop()
         assert codes == dict.fromkeys(codes, 0), f"unclean shutdown: {codes}"
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "accord", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-@pytest.fixture(scope="session")
-def aligned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, dict]]:  # type: ignore[type-arg]
-    workdir = tmp_path_factory.mktemp("aligned")
-    pki = make_pki(workdir / "pki")
-    split_by_channel(synthesize(400), "realistic").write(workdir / "data", consents_seed=5)
-    network = LocalNetwork(
-        workdir=workdir, pki_dir=pki, env={"ACCORD_WIRE_LOG": str(workdir / "wire")}
-    )
-    for channel in ROLES:
-        engine = make_engine(sqlite_url(network.node_dir(channel) / "node.db"))
-        upgrade(engine, "node")
-        store.import_table(engine, read_channel_table(workdir / "data" / f"{channel}.csv"), channel)
-        engine.dispose()
-    network.start_coordinator()
-    for channel, role in ROLES.items():
-        network.start_node(channel, role)
-    for channel in ROLES:
-        network.parties[channel].wait_ready()
-    try:
-        for channel in ROLES:
-            done = cli(
-                "consent",
-                "import",
-                "--file",
-                str(workdir / "data" / f"{channel}.consents.csv"),
-                "--node",
-                network.parties[channel].endpoint,
-                "--pki",
-                str(pki / channel),
-            )
-            assert done.returncode == 0, done.stderr
-        result = cli(
-            "align",
-            "--coordinator",
-            network.parties["coordinator"].endpoint,
-            "--pki",
-            str(pki / "label"),
-        )
-        assert result.returncode == 0, result.stderr
-        yield network, {"stdout": result.stdout}
-    finally:
-        network.stop()
-
-
-@pytest.fixture(scope="session")
-def trained(
-    aligned: tuple[LocalNetwork, dict], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[LocalNetwork, Path, subprocess.CompletedProcess[str]]:  # type: ignore[type-arg]
-    """The aligned network with a trust model trained on it by `accord train` (short run)."""
-    network, _ = aligned
-    out = tmp_path_factory.mktemp("train-report")
-    result = cli(
-        "demo", "train", "--network-dir", str(network.workdir), "--rounds", "3", "--out", str(out)
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return network, out, result

@@ -198,17 +198,33 @@ def test_a_lone_channel_releases_one_group_sum_that_scales_its_own_estimates(
     released = web.gate.require("model-training", "score-1", refs[0])
     assert kept.estimate("ltv-own-test", released) == pytest.approx(predicted.loc[refs[0]])
 
-    # one sum per model: a second, differing by one customer, is refused and changes nothing
-    request = node_pb2.OwnSpendSumRequest(
-        model="ltv-own-test",
+    # one sum per alignment run: a second, differing by one customer, is refused, whatever
+    # model id it names, and changes nothing
+    for model in ("ltv-own-test", "ltv-another"):
+        request = node_pb2.OwnSpendSumRequest(
+            model=model,
+            alignment_run=run,
+            row_keys=[data.keys["web"][r] for r in lone["web"][1:]],
+            horizon_days=cdnow.HOLDOUT_DAYS,
+        )
+        with pytest.raises(grpc.RpcError) as again:
+            ask("web", request)
+        assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert "one group sum for alignment run" in again.value.details()
+    assert not kept.has_model("ltv-another")
+    # the same question again (a lost reply, or a newer model of the same run): the same answer
+    same = node_pb2.OwnSpendSumRequest(
+        model="ltv-newer",
         alignment_run=run,
-        row_keys=[data.keys["web"][r] for r in lone["web"][1:]],
+        row_keys=[data.keys["web"][r] for r in lone["web"]],
         horizon_days=cdnow.HOLDOUT_DAYS,
     )
-    with pytest.raises(grpc.RpcError) as again:
-        ask("web", request)
-    assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert "one per model" in again.value.details()
+    repeated = ask("web", same)
+    assert repeated.customers == got.customers["web"]
+    assert float(data.labels[lone["web"]].sum()) / repeated.estimate_sum == pytest.approx(
+        got.scales["web"], rel=1e-12
+    )
+    assert kept.has_model("ltv-newer")
     # fewer than the minimum: INVALID_ARGUMENT, and no model is kept for the new id
     few = node_pb2.OwnSpendSumRequest(
         model="ltv-few",

@@ -9,12 +9,10 @@ and the action the policy picks from it (issue 8, item 5).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import cli
-from helpers import make_pki
+from networks import cli
 from sqlalchemy import create_engine, text
 
 from accord.launcher import LocalNetwork
@@ -22,74 +20,6 @@ from accord.pki_layout import COORDINATOR
 from accord.proto.v1 import scoring_pb2_grpc
 from accord.rpc.tls import PartyCredentials
 from accord.touchpoint import ask, subject
-
-ROLES = {"app": "feature", "web": "feature", "store": "feature", "label": "label"}
-AS_OF = "1997-09-30"
-
-
-@pytest.fixture(scope="module")
-def ltv_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, Path]]:
-    workdir = tmp_path_factory.mktemp("ltv-net")
-    pki = make_pki(workdir / "pki", ["coordinator", *ROLES, "marketer"])
-    data = workdir / "data"
-    made = cli("data", "cdnow", "--out", str(data), "--customers", "1500", "--consents-seed", "5")
-    assert made.returncode == 0, made.stderr
-    network = LocalNetwork(workdir=workdir, pki_dir=pki)
-    for channel in ROLES:
-        args = ["--file", str(data / f"{channel}.purchases.csv"), "--as-of", AS_OF]
-        if channel == "label":
-            args = ["--file", str(data / "label.csv")]
-        done = cli(
-            "node",
-            "import",
-            "--channel",
-            channel,
-            "--data-dir",
-            str(network.node_dir(channel)),
-            *args,
-        )
-        assert done.returncode == 0, done.stderr
-    network.start_coordinator()
-    for channel, role in ROLES.items():
-        network.start_node(channel, role)
-    try:
-        for channel in ROLES:
-            network.parties[channel].wait_ready()
-        for channel in ROLES:
-            done = cli(
-                "consent",
-                "import",
-                "--file",
-                str(data / f"{channel}.consents.csv"),
-                "--node",
-                network.parties[channel].endpoint,
-                "--pki",
-                str(pki / channel),
-            )
-            assert done.returncode == 0, done.stderr
-        coordinator = network.parties["coordinator"].endpoint
-        aligned = cli("align", "--coordinator", coordinator, "--pki", str(pki / "label"))
-        assert aligned.returncode == 0, aligned.stderr
-        out = workdir / "report"
-        trained = cli(
-            "demo",
-            "train",
-            "--network-dir",
-            str(workdir),
-            "--model",
-            "ltv",
-            "--rounds",
-            "6",
-            "--out",
-            str(out),
-        )
-        assert trained.returncode == 0, trained.stderr[-3000:]
-        assert "LTV model ltv-" in trained.stdout and "Gini" in trained.stdout
-        assert "below k: own estimate" in trained.stdout
-        assert (out / "deciles.png").stat().st_size > 5_000
-        yield network, out
-    finally:
-        network.stop()
 
 
 def _held_by_two_channels(network: LocalNetwork, count: int) -> list[str]:

@@ -122,7 +122,7 @@ def test_bad_scoring_requests_are_refused_clearly(trained) -> None:  # type: ign
 @pytest.mark.slow
 def test_dropped_nodes_lower_confidence_then_stop_the_score(trained) -> None:  # type: ignore[no-untyped-def]
     network, _, _ = trained
-    refs = customers(network, 3)
+    refs = customers(network, 11)[8:]  # customers no earlier test scored (each keeps one set)
     full = ask(stub(network), "checkout", subject(refs[0]), "marketing")
     assert full.scored and len(full.sources) == 3
     # the network is shared by the session: nodes come back on the ports they had, so later
@@ -135,6 +135,10 @@ def test_dropped_nodes_lower_confidence_then_stop_the_score(trained) -> None:  #
         assert sorted(one_down.sources) == ["pay", "shop"]
         assert one_down.confidence < full.confidence
         assert "social (unreachable)" in one_down.explanation
+        # a customer already scored from all three is not scored from the two left (the two
+        # sums would difference into social's embedding): P8 answers "cannot score now"
+        again = ask(stub(network), "checkout", subject(refs[0]), "marketing")
+        assert not again.scored and "cannot score now" in again.explanation, again.explanation
         network.parties["shop"].kill()
         two_down = ask(stub(network), "checkout", subject(refs[2]), "marketing")
         assert not two_down.scored

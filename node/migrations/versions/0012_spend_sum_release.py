@@ -25,7 +25,6 @@ def upgrade() -> None:
         sa.Column("model_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("named", sa.LargeBinary(), nullable=False),
         sa.Column("summed", sa.LargeBinary(), nullable=False),
-        sa.Column("left_out", sa.LargeBinary(), nullable=False),
         sa.Column("total", sa.Float(), nullable=False),
         sa.Column("customers", sa.Integer(), nullable=False),
         sa.Column("fitted_on", sa.Integer(), nullable=False),
