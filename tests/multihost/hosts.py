@@ -3,8 +3,10 @@
 Each party gets namespace ``acc-<party>`` with a veth into the bridge ``acc-br`` (addresses in
 10.77.0.0/24, only these), a system user ``acc-<party>``, and a folder of mode 0700 owned by
 that user. Its processes run inside its namespace as its user (``ip netns exec`` +
-``setpriv``). ``/etc/netns/<ns>/hosts`` names the coordinator, so a party reaches it by the
-name its certificate carries. Needs root; everything made is removed by :meth:`Hosts.close`.
+``setpriv``). Several networks may share the bridge, each with its own coordinator:
+``/etc/netns/<ns>/hosts`` names a host's own network's coordinator ``coordinator``, so a party
+reaches it by the name its certificate carries. Needs root; everything made is removed by
+:meth:`Hosts.close`.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _interpreter_mounts(stash: Path) -> str:
 
 @dataclass
 class Host:
-    party: str
+    party: str  # the host's name: its namespace, user and folder (a party may name itself else)
     ip: str
     folder: Path
     uid: int = 0
@@ -103,6 +105,18 @@ class Host:
             self.accord(*args), stdout=log, stderr=subprocess.STDOUT, cwd=self.folder
         )
 
+    def take_down(self) -> None:
+        """The host goes down: every process of its user (servers, SuperNode, apps) killed."""
+        subprocess.run(["pkill", "-KILL", "-u", self.user], check=False)
+
+    def running(self) -> bool:
+        """Whether any process of its user still runs (a killed child not yet reaped by its
+        parent, a zombie, does not)."""
+        states = subprocess.run(
+            ["ps", "-u", self.user, "-o", "stat="], capture_output=True, text=True
+        ).stdout.split()
+        return any(not state.startswith("Z") for state in states)
+
     def give(self, source: Path, name: str | None = None) -> Path:
         """Hand a file to this party (what a party would receive by mail or download)."""
         target = self.folder / (name or source.name)
@@ -117,17 +131,21 @@ class Hosts:
     hosts: dict[str, Host] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, root: Path, parties: Sequence[str], coordinator: str) -> Hosts:
+    def create(cls, root: Path, *networks: Sequence[str]) -> Hosts:
+        """One host per name; each network's first host is its coordinator. Network ``i``
+        takes the addresses from ``10.77.0.{20 i + 1}`` on."""
         made = cls(root)
         try:
             made._bridge()
             (root / "logs").mkdir(parents=True, exist_ok=True)
-            for number, party in enumerate(parties, start=1):
-                made._host(party, f"{SUBNET}.{number}", coordinator_ip=f"{SUBNET}.1")
+            for index, names in enumerate(networks):
+                assert len(names) < 20, "twenty addresses per network"
+                first = 20 * index + 1
+                for number, name in enumerate(names, start=first):
+                    made._host(name, f"{SUBNET}.{number}", coordinator_ip=f"{SUBNET}.{first}")
         except BaseException:
             made.close()
             raise
-        assert parties[0] == coordinator, "the coordinator takes the first address"
         return made
 
     def __getitem__(self, party: str) -> Host:
