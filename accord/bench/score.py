@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class Phase:
     wall: float
     cpu_ms: dict[str, float]
     load: tuple[float, float, float]
+    reasons: dict[str, int]  # the commonest errors, so a figure with errors says what they were
 
     def figures(self, prefix: str = "") -> dict[str, object]:
         return {
@@ -72,15 +74,22 @@ class Phase:
             f"{prefix}p99_ms": round(_pct(self.latencies, 0.99), 2),
             f"{prefix}rps": round(len(self.latencies) / self.wall, 1),
             f"{prefix}errors": self.errors,
+            f"{prefix}error_reasons": self.reasons,
             f"{prefix}cpu_ms_per_request": self.cpu_ms,
             f"{prefix}loadavg": [round(x, 2) for x in self.load],
         }
 
 
+_REASONS: Counter[str] = Counter()
+_REASONS_LOCK = threading.Lock()
+
+
 def _attempt(work: Callable[[int], bool], i: int) -> bool:
     try:
         return work(i)
-    except Exception:
+    except Exception as exc:
+        with _REASONS_LOCK:
+            _REASONS[str(exc)[:90]] += 1
         return False
 
 
@@ -158,6 +167,8 @@ def _phase(
     def advance() -> None:
         progress.advance(task)
 
+    with _REASONS_LOCK:
+        _REASONS.clear()
     meter.start()
     started = time.perf_counter()
     if load.rate is None:
@@ -166,7 +177,9 @@ def _phase(
         latencies, errors = _open(total, load.rate, work, advance)
     wall = time.perf_counter() - started
     meter.stop()
-    return Phase(latencies, errors, wall, meter.ms_per_request(total), os.getloadavg())
+    with _REASONS_LOCK:
+        reasons = dict(_REASONS.most_common(4))
+    return Phase(latencies, errors, wall, meter.ms_per_request(total), os.getloadavg(), reasons)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -235,18 +248,26 @@ def run_score_bench(load: Load, progress: Progress, customers: int = 2000) -> di
             coordinator_channel = credentials.channel(endpoint, COORDINATOR)
             stub = scoring_pb2_grpc.ScoringStub(coordinator_channel)
 
-            def score_one(i: int) -> bool:
-                answer = ask(stub, "checkout", subject(refs[i % len(refs)]), "marketing", retries=0)
-                return bool(
-                    answer.scored
-                    or answer.explanation.startswith(("cannot score", "only", "the customer"))
+            def score_one(i: int, timeout_s: float = 10.0) -> bool:
+                answer = ask(
+                    stub,
+                    "checkout",
+                    subject(refs[i % len(refs)]),
+                    "marketing",
+                    retries=0,
+                    timeout_s=timeout_s,
                 )
+                if answer.scored or answer.explanation.startswith(
+                    ("cannot score", "only", "the customer")
+                ):
+                    return True
+                raise AccordError(answer.explanation)
 
             def probe(i: int) -> bool:
                 return len(stub.Probe(scoring_pb2.ProbeRequest(), timeout=5).nodes) == 3
 
-            for i in range(20):  # warm channels, caches and the model
-                score_one(i)
+            for i in range(20):  # warm channels, caches and the model (loads torch: slow)
+                score_one(i, timeout_s=120.0)
             meter = CpuMeter(
                 {
                     "client": None,
