@@ -6,7 +6,8 @@ its own namespace: tests/multihost/.)
 
 P8 (a node's host taken down mid-training: the run finishes, the report and the stored model
 name the dropped node) is tested across namespaces in tests/multihost/, on the coordinator's
-standing SuperLink; here: the SuperLink turns away a SuperNode whose key the coordinator did not register.
+standing SuperLink. Here: the SuperLink turns away a SuperNode whose key the coordinator did
+not register.
 """
 
 from __future__ import annotations
