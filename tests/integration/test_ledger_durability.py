@@ -20,7 +20,7 @@ from accord.pki_layout import load_coordinator_verifier
 from accord.proto.v1 import ledger_pb2, ledger_pb2_grpc
 from accord.rpc.tls import PartyCredentials
 
-KILLS = 8
+KILLS = 5
 WRITERS = 4
 SEED = 20261125
 

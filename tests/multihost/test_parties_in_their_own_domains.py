@@ -271,13 +271,14 @@ def _reports(coordinator: Host) -> set[Path]:
     }
 
 
-STAGES = ("train", "loopback", "p8")
+STAGES = ("train", "p8")
 
 
 class LtvNetwork:
     """The LTV network's story, in a thread beside the trust network's: bring-up, an LTV
-    training through its coordinator, the same training on one machine, and a training that
-    loses a host after its first round. Each stage's outcome is a future its test waits for."""
+    training through its coordinator and a training that loses a host after its first round
+    (the one-machine comparison is the trust network's, which keeps CI inside its time). Each
+    stage's outcome is a future its test waits for."""
 
     def __init__(self, hosts: Hosts, root: Path) -> None:
         self.hosts, self.root = hosts, root
@@ -373,27 +374,6 @@ class LtvNetwork:
         )
         (path,) = _reports(self.coordinator) - before
         return {"stdout": done.stdout, "report": json.loads(path.read_text())}
-
-    def _loopback(self) -> dict[str, Any]:
-        layout = _layout(self.hosts, self.root, "ltv-coordinator", LTV_CHANNELS)
-        out = self.root / "ltv-loopback-report"
-        _accord_root(
-            "demo",
-            "train",
-            "--network-dir",
-            str(layout),
-            "--model",
-            "ltv",
-            "--rounds",
-            str(LTV_ROUNDS),
-            "--seed",
-            "3",
-            "--out",
-            str(out),
-            timeout=900,
-        )
-        body: dict[str, Any] = json.loads((out / "model.json").read_text())
-        return body
 
     def _p8(self) -> dict[str, Any]:
         """Two rounds; after the first, the DOWN channel's host goes: every process of its user
@@ -709,19 +689,6 @@ def test_ltv_trains_on_each_channels_own_host(ltv: LtvNetwork) -> None:
             (report["model_id"],),
         ).fetchone()
     assert kind == "ltv" and index == report["ledger_index"]
-
-
-def test_the_same_ltv_training_on_one_machine_ranks_the_same(ltv: LtvNetwork) -> None:
-    """Flower's simulation over the same stores, alignment run, seed and rounds: the same rows,
-    dropout plan and masked protocol, so the same model up to float rounding (masks cancel up
-    to it; they agreed to the last digit when this was written); 0.01 on Gini and Spearman, as
-    the trust model's AUC, is far below their spread between seeds (0.25 in Gini) and far above
-    rounding; the same held-out rows are scored."""
-    fleet = ltv.result("train")["report"]["metrics"]
-    loopback = ltv.result("loopback")["metrics"]
-    assert loopback["scored_fraction"] == pytest.approx(fleet["scored_fraction"])
-    for measure in ("gini", "spearman"):
-        assert abs(loopback[measure] - fleet[measure]) <= 0.01, (measure, loopback, fleet)
 
 
 def test_p8_a_channels_host_down_mid_training_still_gives_a_model(ltv: LtvNetwork) -> None:
