@@ -360,13 +360,11 @@ class ScoringService:
         if len(pending.nodes) == 1 and _answers_alone(model, ready):
             return self._own_estimate(model, pending, presentations[ready[0]], ready[0], left_out)
         if len(ready) < masking.MIN_NODES:
-            return Answer(
+            return self._not_scored(
                 request_id,
-                False,
-                sources=ready,
-                model=model.model_id,
-                policy_version=self.policy.version,
-                explanation=(
+                ready,
+                model,
+                (
                     f"cannot score: {len(ready)} of {total_nodes} sources could contribute"
                     f"{_left_out(left_out)}; at least {masking.MIN_NODES} are needed so no single "
                     "source is exposed"
@@ -389,28 +387,22 @@ class ScoringService:
         }
         held = _held_to_another_set(computed)
         if held:
-            return Answer(
+            return self._not_scored(
                 request_id,
-                False,
-                sources=ready,
-                model=model.model_id,
-                policy_version=self.policy.version,
-                explanation=(
+                ready,
+                model,
+                (
                     f"cannot score now: {', '.join(held)} already scored this customer from "
                     "another set of sources under this model, and sums over two sets would "
                     f"expose one source{_left_out(left_out)}; the next model can score them"
                 ),
             )
         if failed:
-            return Answer(
+            return self._not_scored(
                 request_id,
-                False,
-                sources=ready,
-                model=model.model_id,
-                policy_version=self.policy.version,
-                explanation=(
-                    f"a source failed during the request{_left_out(failed)}: call Begin again"
-                ),
+                ready,
+                model,
+                (f"a source failed during the request{_left_out(failed)}: call Begin again"),
             )
         round_id = score_round_id(request_id, ready)
         replies = {n: r for n, r in computed.items() if isinstance(r, scoring_pb2.EmbedResponse)}
@@ -483,13 +475,11 @@ class ScoringService:
             }
         )[node]
         if not isinstance(reply, scoring_pb2.EmbedResponse):
-            return Answer(
+            return self._not_scored(
                 pending.request_id,
-                False,
-                sources=[node],
-                model=model.model_id,
-                policy_version=self.policy.version,
-                explanation=(
+                [node],
+                model,
+                (
                     f"cannot score: {node}, the one source that could contribute, failed "
                     f"({_why(reply)}); call Begin again"
                 ),
@@ -516,6 +506,19 @@ class ScoringService:
             self.ledger.checkpoint().note,
             model.model_id,
             (value, None, None),
+        )
+
+    def _not_scored(
+        self, request_id: str, sources: list[str], model: LoadedModel, explanation: str
+    ) -> Answer:
+        """An answer that scores nothing and says why (the model and policy still named)."""
+        return Answer(
+            request_id,
+            False,
+            sources=sources,
+            model=model.model_id,
+            policy_version=self.policy.version,
+            explanation=explanation,
         )
 
     def probe(self) -> list[str]:
