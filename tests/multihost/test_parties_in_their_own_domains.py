@@ -249,17 +249,40 @@ def _serve(
     _ok(label.run("align", "--coordinator", endpoint, "--pki", str(label.folder / "pki")))
 
 
+def _snapshot(source: Path, target: Path) -> None:
+    """A copy of a party's folder as it is now: SQLite stores through SQLite's own backup (their
+    processes still run; a file copy could catch a write halfway), everything else as files. Root
+    only reads the party's folder, so nothing in it changes owner."""
+    for path in sorted(source.rglob("*")):
+        copy = target / path.relative_to(source)
+        if path.is_dir() and not path.is_symlink():
+            copy.mkdir(parents=True, exist_ok=True)
+        elif path.name.endswith((".db-wal", ".db-shm", ".db-journal")):
+            continue
+        elif not path.is_symlink() and not path.is_file():
+            continue  # a socket or a pipe of a running process
+        elif path.suffix == ".db":
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as live:
+                with sqlite3.connect(copy) as kept:
+                    live.backup(kept)
+        else:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, copy, follow_symlinks=False)
+
+
 def _layout(hosts: Hosts, root: Path, coordinator: str, nodes: dict[str, str]) -> Path:
-    """The one-machine layout of a network (``nodes``: host -> channel), as links into every
-    party's folder: only a demo on one machine (root here) may read them all."""
+    """The one-machine layout of a network (``nodes``: host -> channel), as snapshots of every
+    party's folder: only a demo on one machine (root here) may read them all, and later tests
+    change the stores (a revocation), which must not reach the comparison."""
     layout = root / f"layout-{coordinator}"
     (layout / "nodes").mkdir(parents=True)
     (layout / "pki").mkdir()
-    (layout / "coordinator").symlink_to(hosts[coordinator].folder / "data")
-    (layout / "pki" / "coordinator").symlink_to(hosts[coordinator].folder / "pki")
+    _snapshot(hosts[coordinator].folder / "data", layout / "coordinator")
+    _snapshot(hosts[coordinator].folder / "pki", layout / "pki" / "coordinator")
     for name, channel in nodes.items():
-        (layout / "pki" / channel).symlink_to(hosts[name].folder / "pki")
-        (layout / "nodes" / channel).symlink_to(hosts[name].folder / "data")
+        _snapshot(hosts[name].folder / "pki", layout / "pki" / channel)
+        _snapshot(hosts[name].folder / "data", layout / "nodes" / channel)
     return layout
 
 
@@ -550,6 +573,32 @@ def test_training_runs_on_each_nodes_own_host(network: Hosts) -> None:
     assert index == report["ledger_index"]
 
 
+def test_the_same_training_on_one_machine_reaches_the_same_auc(network: Hosts) -> None:
+    """Right after the training, before any store changes: Flower's simulation over snapshots of
+    the same stores (read as root, as only a one-machine demo may), with the same seed and
+    rounds, gives the held-out AUC of the run across hosts."""
+    coordinator = network["coordinator"]
+    (path,) = _reports(coordinator)
+    report = json.loads(path.read_text())
+    layout = _layout(network, network.root, "coordinator", {c: c for c in NODES})
+    out = network.root / "loopback-report"
+    _accord_root(
+        "demo",
+        "train",
+        "--network-dir",
+        str(layout),
+        "--rounds",
+        "3",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        timeout=600,
+    )
+    loopback = json.loads((out / "model.json").read_text())["metrics"]["auc"]
+    assert abs(loopback - report["metrics"]["auc"]) <= 0.01, (loopback, report["metrics"])
+
+
 def _first_ref(path: Path) -> str:
     with path.open() as handle:
         return next(csv.DictReader(handle))["local_ref"]
@@ -631,32 +680,6 @@ def test_metrics_scraped_over_the_bridge_count_the_story(network: Hosts) -> None
     assert sum(v for k, v in metrics.items() if k.startswith("accord_scoring_answers_total")) > 0
     node = _scrape(network["pay"])
     assert node['accord_consents{state="granted"}'] > 0
-
-
-def test_the_same_training_on_one_machine_reaches_the_same_auc(network: Hosts) -> None:
-    """After the trust network's other tests (it reads every party's folder as root, as only a
-    one-machine demo may): Flower's simulation over the same stores, seed and rounds gives the
-    held-out AUC of the run above."""
-    coordinator = network["coordinator"]
-    (path,) = _reports(coordinator)
-    report = json.loads(path.read_text())
-    layout = _layout(network, network.root, "coordinator", {c: c for c in NODES})
-    out = network.root / "loopback-report"
-    _accord_root(
-        "demo",
-        "train",
-        "--network-dir",
-        str(layout),
-        "--rounds",
-        "3",
-        "--seed",
-        "3",
-        "--out",
-        str(out),
-        timeout=600,
-    )
-    loopback = json.loads((out / "model.json").read_text())["metrics"]["auc"]
-    assert abs(loopback - report["metrics"]["auc"]) <= 0.01, (loopback, report["metrics"])
 
 
 # -- the LTV network (its story runs in its own thread from the module's start) -----------------
