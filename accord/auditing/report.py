@@ -22,9 +22,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from accord.auditing.entries import LedgerEvent
 from accord.auditing.violations import ViolationReport
@@ -33,6 +33,9 @@ from accord.consent.events import ConsentGranted, ConsentRevoked, DataUse, Recor
 from accord.crypto.cosignature import Cosignature
 from accord.crypto.note import Checkpoint
 from accord.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REPORT_FILE = "report.html"
 CHECKPOINT_FILE = "checkpoint.note"
@@ -161,7 +164,11 @@ def consents_over_time(events: Sequence[LedgerEvent]) -> tuple[list[int], list[i
 
 
 def _consent_plot(events: Sequence[LedgerEvent]) -> str:
+    # imported here: every audit command loads this module, only a report draws charts
+    from matplotlib.figure import Figure
+
     times, granted, revoked = consents_over_time(events)
+
     fig = Figure(figsize=(7.0, 3.0))
     ax = fig.add_subplot()
     if times:
@@ -180,6 +187,8 @@ def _consent_plot(events: Sequence[LedgerEvent]) -> str:
 
 def _bar_plot(counts: Counter[str], title: str, color: str) -> str:
     labels = sorted(counts, key=lambda k: (-counts[k], k))
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(4.6, 0.5 + 0.45 * max(len(labels), 1)))
     ax = fig.add_subplot()
     if labels:

@@ -6,33 +6,89 @@ readable line on stderr and exit code 1; ``--debug`` shows the traceback instead
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Callable
 
 import click
 import grpc
 import typer
+from typer.core import TyperGroup
 
-from accord.cli import (
-    align_cmd,
-    audit_cmd,
-    backup_cmd,
-    bench_cmd,
-    consent_cmd,
-    coordinator_cmd,
-    data_cmd,
-    db_cmd,
-    demo_cmd,
-    node_cmd,
-    pki_cmd,
-    registry_cmd,
-    score_cmd,
-    train_cmd,
-    wallet_cmd,
-)
 from accord.cli.state import STATE
 from accord.errors import AccordError
 from accord.log import LogFormat, configure_logging
 from accord.rpc.client import describe_rpc_error
+
+# Each command's module is imported when that command runs, not at every start: `accord consent
+# grant` or a `node serve` process then loads neither matplotlib (audit reports), pandas (data
+# import) nor torch (training) unless it uses them, and every party's processes start faster.
+_GROUPS = {  # name -> the module (and attribute, if not `app`) of its Typer
+    "pki": "accord.cli.pki_cmd",
+    "coordinator": "accord.cli.coordinator_cmd",
+    "node": "accord.cli.node_cmd",
+    "registry": "accord.cli.registry_cmd",
+    "data": "accord.cli.data_cmd",
+    "db": "accord.cli.db_cmd",
+    "audit": "accord.cli.audit_cmd",
+    "bench": "accord.cli.bench_cmd",
+    "consent": "accord.cli.consent_cmd:consent_app",
+    "subject": "accord.cli.consent_cmd:subject_app",
+    "wallet": "accord.cli.wallet_cmd",
+}
+_COMMANDS = {  # name -> the module and function of a single command
+    "align": "accord.cli.align_cmd:align",
+    "train": "accord.cli.train_cmd:train",
+    "score": "accord.cli.score_cmd:score",
+    "backup": "accord.cli.backup_cmd:backup",
+    "restore": "accord.cli.backup_cmd:restore",
+}
+
+
+def _load(target: str, default: str) -> object:
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute or default)
+
+
+def _demo() -> typer.Typer:
+    from accord.cli import demo_cmd, train_cmd
+
+    # `demo` runs every party on this machine, so it alone may read every party's folder
+    demo_app = typer.Typer(no_args_is_help=False)
+    demo_app.callback(invoke_without_command=True)(demo_cmd.demo)
+    demo_app.command("train")(train_cmd.demo_train)
+    return demo_app
+
+
+def _built(cmd_name: str, add: Callable[[typer.Typer], object]) -> click.Command:
+    """The click command Typer would have built had ``add`` been applied to the top level."""
+    holder = typer.Typer(add_completion=False)
+    holder.callback()(lambda: None)  # a group, so that its one command keeps its own shape
+    add(holder)
+    group = typer.main.get_command(holder)
+    assert isinstance(group, click.Group)
+    return group.commands[cmd_name]
+
+
+class _Commands(TyperGroup):
+    """The top level: lists every command, and builds one only when it is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_GROUPS, *_COMMANDS, "demo"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _GROUPS:
+            sub = _load(_GROUPS[cmd_name], "app")
+            assert isinstance(sub, typer.Typer)
+            return _built(cmd_name, lambda top: top.add_typer(sub, name=cmd_name))
+        if cmd_name in _COMMANDS:
+            function = _load(_COMMANDS[cmd_name], "")
+            assert callable(function)
+            return _built(cmd_name, lambda top: top.command(cmd_name)(function))
+        if cmd_name == "demo":
+            return _built(cmd_name, lambda top: top.add_typer(_demo(), name=cmd_name))
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
     name="accord",
@@ -40,28 +96,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=_Commands,
 )
-app.add_typer(pki_cmd.app, name="pki")
-app.add_typer(coordinator_cmd.app, name="coordinator")
-app.add_typer(node_cmd.app, name="node")
-app.add_typer(registry_cmd.app, name="registry")
-app.add_typer(data_cmd.app, name="data")
-app.add_typer(db_cmd.app, name="db")
-app.add_typer(audit_cmd.app, name="audit")
-app.add_typer(bench_cmd.app, name="bench")
-app.add_typer(consent_cmd.consent_app, name="consent")
-app.add_typer(consent_cmd.subject_app, name="subject")
-app.add_typer(wallet_cmd.app, name="wallet")
-# `demo` runs every party on this machine, so it alone may read every party's folder
-demo_app = typer.Typer(no_args_is_help=False)
-demo_app.callback(invoke_without_command=True)(demo_cmd.demo)
-demo_app.command("train")(train_cmd.demo_train)
-app.add_typer(demo_app, name="demo")
-app.command("align")(align_cmd.align)
-app.command("train")(train_cmd.train)
-app.command("score")(score_cmd.score)
-app.command("backup")(backup_cmd.backup)
-app.command("restore")(backup_cmd.restore)
 
 
 @app.callback()

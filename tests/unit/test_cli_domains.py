@@ -34,7 +34,10 @@ ALLOWED_FUNCTIONS = {
 def _commands(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     yield path
     if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
+        ctx = click.Context(command)  # the top level builds its commands when asked
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None
             yield from _commands(sub, (*path, name))
 
 
@@ -42,7 +45,9 @@ def _options(path: tuple[str, ...]) -> set[str]:
     command: click.Command = typer.main.get_command(app)
     for name in path:
         assert isinstance(command, click.Group)
-        command = command.commands[name]
+        found = command.get_command(click.Context(command), name)
+        assert found is not None
+        command = found
     return {o for p in command.params if isinstance(p, click.Option) for o in p.opts}
 
 
