@@ -64,16 +64,18 @@ def test_baseline_reproduces_the_design_reference_on_cdnow() -> None:
     label = cdnow.holdout_spend(log, ids).to_numpy()
     predicted = fitted.predicted.to_numpy()
     everyone = ltv_metrics(predicted, label)
-    assert round(everyone.aggregate_error_pct, 1) == -17.3
-    assert round(everyone.decile_mape_pct, 1) == 21.3
-    assert round(everyone.gini, 3) == 0.672
-    assert round(everyone.spearman, 2) == 0.42
+    # DESIGN.md's figures to their last printed digit; the fit ends where the gradient does, so
+    # another CPU's kernels move them by far less than that digit (rounding could still flip)
+    assert everyone.aggregate_error_pct == pytest.approx(-17.3, abs=0.1)
+    assert everyone.decile_mape_pct == pytest.approx(21.3, abs=0.1)
+    assert everyone.gini == pytest.approx(0.672, abs=0.001)
+    assert everyone.spearman == pytest.approx(0.42, abs=0.01)
     test = cdnow.in_test_cohort(ids)
     cohort = ltv_metrics(predicted[test], label[test])
-    assert round(cohort.aggregate_error_pct, 1) == -20.2
-    assert round(cohort.decile_mape_pct, 1) == 23.2
-    assert round(cohort.gini, 3) == 0.670
-    assert round(cohort.spearman, 2) == 0.43
+    assert cohort.aggregate_error_pct == pytest.approx(-20.2, abs=0.1)
+    assert cohort.decile_mape_pct == pytest.approx(23.2, abs=0.1)
+    assert cohort.gini == pytest.approx(0.670, abs=0.001)
+    assert cohort.spearman == pytest.approx(0.43, abs=0.01)
 
 
 def test_bench_ltv_contract_on_synthetic_data(tmp_path: Path) -> None:
