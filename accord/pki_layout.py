@@ -45,10 +45,10 @@ from accord.crypto.pki import (
 )
 from accord.crypto.use_seal import audit_recipient
 from accord.errors import ConfigError
+from accord.rpc.roles import COORDINATOR as COORDINATOR  # its party name is its role
 from accord.rpc.tls import CA_FILE, CERT_FILE, KEY_FILE
 from accord.secrets import read_secret, write_secret
 
-COORDINATOR = "coordinator"
 VKEY_FILE = "coordinator.vkey"
 SIGNER_FILE = "signer.key"
 MEMBERS_FILE = "members.json"

@@ -26,15 +26,16 @@ from accord.coordinator.ledger.log import Ledger
 from accord.coordinator.models import AlignedRow, AlignmentRun, RunLabel
 from accord.crypto.keys import NoteSigner
 from accord.errors import AccordError, InvalidInput, NotReady, Unavailable
-from accord.node.alignment import ROW_KEY_BYTES, TICKET_DOMAIN
 from accord.proto.v1 import alignment_pb2, alignment_pb2_grpc
+from accord.protocol import TICKET_DOMAIN
 from accord.registry import NodeDescriptor, RegistryView
+from accord.rowkeys import ROW_KEY_BYTES
 from accord.rpc.client import describe_rpc_error
+from accord.rpc.roles import COORDINATOR
 from accord.rpc.tls import PartyCredentials
 
 log = structlog.get_logger(__name__)
 
-COORDINATOR = "coordinator"
 TICKET_LIFETIME_S = 3600
 PURPOSE = "model-training"
 IDENTIFIER_NAMES: dict[int, str] = {

@@ -52,7 +52,7 @@ from types import TracebackType
 from accord.coordinator.flower_app import progress_path, report_path
 from accord.errors import AccordError, ConfigError, Unavailable
 from accord.flower_guard import CLIENTAPP, SERVERAPP, guarded_path, write_shims
-from accord.node.supernode import FLOWER_ENV, free_port, supernode_auth_key
+from accord.flower_process import FLOWER_ENV, free_port, supernode_auth_key
 from accord.pki_layout import COORDINATOR
 from accord.rpc.endpoint import WILDCARD_HOSTS
 from accord.rpc.tls import CA_FILE, CERT_FILE, KEY_FILE

@@ -46,7 +46,7 @@ from accord.coordinator.model_store import save_model
 from accord.coordinator.own_spend import scales_for_model
 from accord.coordinator.training import NodeFailed, TrainingRun, load_training_set
 from accord.errors import ConfigError, NotFound, NotPermitted
-from accord.node.ledger_writer import LedgerWriter
+from accord.ledger_writer import LedgerWriter
 from accord.pki_layout import COORDINATOR, load_coordinator_verifier
 from accord.rpc.tls import PartyCredentials
 from accord.scoring.split_model import SplitConfig

@@ -14,7 +14,8 @@ from accord.consent.events import Record
 from accord.coordinator.models import ModelVersion
 from accord.coordinator.training import HeadCalibrated, TrainedModel
 from accord.errors import NotFound
-from accord.node.ledger_writer import EventLedger
+from accord.ledger_writer import EventLedger
+from accord.rpc.roles import COORDINATOR
 from accord.scoring.calibration import (
     Calibrator,
     SpendScale,
@@ -22,8 +23,6 @@ from accord.scoring.calibration import (
     spend_scale_from_dict,
 )
 from accord.scoring.split_model import SplitConfig, TopTrainer
-
-COORDINATOR = "coordinator"
 
 
 def save_model(

@@ -40,9 +40,10 @@ from accord.credentials import issue
 from accord.crypto import masking
 from accord.crypto.keys import NoteSigner
 from accord.errors import InvalidInput, NotFound, NotReady
-from accord.node.scoring import score_round_id
 from accord.proto.v1 import node_pb2, node_pb2_grpc, scoring_pb2, scoring_pb2_grpc
+from accord.protocol import score_round_id
 from accord.registry import RegistryView
+from accord.rpc.roles import COORDINATOR
 from accord.rpc.tls import PartyCredentials
 
 if TYPE_CHECKING:  # models (and torch) load with the first request, not at start-up
@@ -50,7 +51,6 @@ if TYPE_CHECKING:  # models (and torch) load with the first request, not at star
 
 log = structlog.get_logger(__name__)
 
-COORDINATOR = "coordinator"
 DEADLINE_S = 1.0
 PENDING_TTL_S = 120
 MODEL_RECHECK_S = 1.0

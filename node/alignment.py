@@ -35,6 +35,8 @@ from accord.errors import Conflict, InvalidInput, NotFound, NotPermitted, Unavai
 from accord.node.gate import ConsentedRows, ConsentGate
 from accord.node.models import AlignmentRow, NetworkBlock
 from accord.proto.v1 import alignment_pb2, alignment_pb2_grpc
+from accord.protocol import TICKET_DOMAIN
+from accord.rowkeys import ROW_KEY_BYTES
 from accord.rpc.client import describe_rpc_error
 from accord.rpc.tls import PartyCredentials
 
@@ -44,8 +46,6 @@ _ROW_KEY_OF = text("SELECT row_key FROM alignment_row WHERE run_id = :r AND loca
 _LOCAL_REF = text("SELECT local_ref FROM alignment_row WHERE run_id = :r AND row_key = :k")
 _RUN_STORED = text("SELECT 1 FROM alignment_row WHERE run_id = :r LIMIT 1")
 
-TICKET_DOMAIN = b"accord.v1.AlignmentTicket\n"
-ROW_KEY_BYTES = 16
 CHUNK = 20_000  # 640 KB of points per message
 MAX_CANDIDATES = 10_000_000
 PREPARE_WAIT_S = 120.0

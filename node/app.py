@@ -12,6 +12,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from accord.errors import ConfigError, Unavailable
+from accord.ledger_writer import LedgerWriter
 from accord.node.alignment import NodeAlignment
 from accord.node.alignment_server import NodeAlignmentServicer
 from accord.node.consent import ConsentBook
@@ -19,7 +20,6 @@ from accord.node.consent_server import ConsentServicer
 from accord.node.gate import ConsentGate
 from accord.node.keys import load_or_create_keys
 from accord.node.ledger_watch import LedgerWatcher, start_ledger_watch
-from accord.node.ledger_writer import LedgerWriter
 from accord.node.metrics import NodeCollector
 from accord.node.network_stop import NetworkStop
 from accord.node.outbox import Outbox, OutboxDrainer, ProvenLookup

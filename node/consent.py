@@ -25,8 +25,8 @@ from accord.consent.events import ConsentGranted, ConsentRevoked, canonical, enc
 from accord.consent.vocabulary import check_terms
 from accord.crypto.commitment import SALT_BYTES, consent_commitment, subject_commitment
 from accord.errors import AccordError, InvalidInput, NotFound
+from accord.ledger_writer import EventLedger
 from accord.node import store
-from accord.node.ledger_writer import EventLedger
 from accord.node.models import ConsentEventRow, ConsentRecordRow, DataUseRow, SubjectSalt
 from accord.node.outbox import (
     GRANTED,

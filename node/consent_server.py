@@ -9,8 +9,8 @@ import grpc
 from accord.clock import Clock, system_clock
 from accord.crypto.keys import NoteVerifier
 from accord.errors import InvalidInput, NotPermitted
+from accord.ledger_writer import LedgerWriter
 from accord.node.consent import ConsentBook, ConsentGrant, ConsentReceipt, ConsentTerms
-from accord.node.ledger_writer import LedgerWriter
 from accord.node.subject_export import export_subject
 from accord.proto.v1 import consent_pb2, consent_pb2_grpc
 from accord.registry import reject_unknown_fields

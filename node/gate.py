@@ -29,7 +29,7 @@ from accord.consent.events import MAX_SEALED_USES, Use, seal_data_use
 from accord.consent.vocabulary import check_terms
 from accord.crypto.commitment import use_tag_key
 from accord.errors import InvalidInput, NotPermitted
-from accord.node.ledger_writer import EventLedger
+from accord.ledger_writer import EventLedger
 from accord.node.models import Customer, NetworkBlock, Purchase
 
 _GATE_TOKEN = object()

@@ -37,15 +37,15 @@ from accord.crypto.merkle import leaf_hash
 from accord.crypto.merkle.verify import verify_inclusion
 from accord.crypto.note import verify_checkpoint
 from accord.errors import AccordError, InvalidInput, NotPermitted
-from accord.node.ledger_writer import CHUNK, EventLedger, LedgerWriter
+from accord.ledger_writer import CHUNK, EventLedger, LedgerWriter
 from accord.proto.v1 import ledger_pb2
+from accord.rowkeys import ROW_KEY_BYTES
 
 log = structlog.get_logger(__name__)
 
 GRANTED = ConsentGranted.TYPE
 REVOKED = ConsentRevoked.TYPE
 NETWORK_STOP = "network.stop"
-ROW_KEY_BYTES = 16
 MAX_ERROR = 512
 # Refusals that no retry can change: the entry is marked failed and the queue moves on.
 PERMANENT = (InvalidInput, NotPermitted)

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from accord.errors import ConfigError, NotReady
+from accord.ledger_writer import LedgerWriter
 from accord.node.gate import ConsentGate
 from accord.node.keys import load_or_create_keys
-from accord.node.ledger_writer import LedgerWriter
 from accord.node.service import Node
 from accord.node.training import GatedStoreData, SqlStateStore, TrainingParticipant
 from accord.pki_layout import COORDINATOR, load_audit_recipient, load_coordinator_verifier

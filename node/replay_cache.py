@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from accord.clock import Clock, system_clock
 from accord.credentials import CLOCK_SKEW_S, CredentialRejected
 from accord.errors import Unavailable
-from accord.node.ledger_writer import AppendGroup
+from accord.ledger_writer import AppendGroup
 
 PRUNE_EVERY_S = 60
 _INSERT = text(

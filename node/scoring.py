@@ -28,6 +28,7 @@ from accord.node.gate import ConsentGate
 from accord.node.own_spend import OwnSpend
 from accord.node.replay_cache import UsedCredentials
 from accord.node.scoring_sets import ScoringSets
+from accord.protocol import SCORE_PURPOSE, score_round_id
 
 if TYPE_CHECKING:  # torch loads with the first model a request needs, not at start-up
     from accord.node.training import KeptModel
@@ -44,15 +45,6 @@ class Embedded:
 class OwnEstimate:
     value: float  # the channel's own expected spend, before the network's scale
     use_index: int
-
-
-# The same string as accord.scoring.split_model.SCORE_PURPOSE (a test keeps them equal); not
-# imported from there, so that a node starts without loading torch.
-SCORE_PURPOSE = "split-score"
-
-
-def score_round_id(request_id: str, participants: Sequence[str]) -> bytes:
-    return masking.derive_round_id(request_id.encode(), 0, 0, participants)
 
 
 class ScoringParticipant:

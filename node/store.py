@@ -25,6 +25,7 @@ from accord.data.channel_file import ChannelTable
 from accord.errors import InvalidInput
 from accord.node.models import Customer, Purchase, PurchaseWindow, SchemaColumn
 from accord.registry import FeatureColumn
+from accord.rowkeys import ROW_KEY_BYTES
 
 if TYPE_CHECKING:
     from accord.data.purchase_file import PurchaseLog
@@ -201,7 +202,6 @@ _DELIVERED_STOPS = text(
     "SELECT id, payload FROM ledger_outbox WHERE kind = 'network.stop' AND state <> 'pending'"
 )
 _SET_PAYLOAD = text("UPDATE ledger_outbox SET payload = :payload WHERE id = :id")
-ROW_KEY_BYTES = 16
 
 
 def delete_customer(engine: Engine, local_ref: str) -> None:

@@ -11,9 +11,9 @@ from accord.crypto.merkle import InclusionProof
 from accord.crypto.note import verify_checkpoint
 from accord.crypto.statusmap import StatusProof
 from accord.errors import NotFound
+from accord.ledger_writer import LedgerWriter
 from accord.node.consent import ConsentBook
 from accord.node.gate import subject_access
-from accord.node.ledger_writer import LedgerWriter
 from accord.proto.v1 import ledger_pb2
 
 

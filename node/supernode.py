@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,55 +26,19 @@ from pathlib import Path
 
 import grpc
 import structlog
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from accord.flower_guard import guarded_path, write_shims
+from accord.flower_process import FLOWER_ENV, free_port, supernode_auth_key
 from accord.pki_layout import COORDINATOR
 from accord.proto.v1 import training_pb2, training_pb2_grpc
 from accord.rpc.tls import CA_FILE, PartyCredentials
-from accord.secrets import write_secret
 
 log = structlog.get_logger(__name__)
 
-AUTH_KEY_FILE = "flower-supernode.key"
 FLOWER_DIR = "flower"
 RESTART_S = (2.0, 30.0)  # first and longest wait before restarting the SuperNode
 NO_FLEET_RETRY_S = 30.0
 STOP_TIMEOUT_S = 15.0
-# Every Flower process a party starts (SuperNode here, SuperLink and the throwaway deployment
-# in accord.coordinator.deployment).
-FLOWER_ENV = {
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-    # The apps are installed with Accord: never `uv sync` them (torch would pull CUDA).
-    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-    "PYTHONUNBUFFERED": "1",
-}
-
-
-def supernode_auth_key(data_dir: Path) -> Path:
-    """The node's SuperNode key (OpenSSH, P-384), made on first use; returns its public half."""
-    private = data_dir / AUTH_KEY_FILE
-    public = data_dir / f"{AUTH_KEY_FILE}.pub"
-    if not private.exists():
-        key = ec.generate_private_key(ec.SECP384R1())
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-        write_secret(private, pem.decode())
-        public.unlink(missing_ok=True)
-    if not public.exists():
-        loaded = serialization.load_ssh_private_key(private.read_bytes(), None)
-        public.write_bytes(
-            loaded.public_key().public_bytes(
-                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-            )
-            + b"\n"
-        )
-    return public
 
 
 def join_fleet(credentials: PartyCredentials, coordinator: str, public_key: bytes) -> str:
@@ -85,12 +48,6 @@ def join_fleet(credentials: PartyCredentials, coordinator: str, public_key: byte
             training_pb2.JoinFleetRequest(supernode_public_key=public_key), timeout=60
         )
     return str(reply.fleet_endpoint)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -223,11 +180,4 @@ class SuperNodeSupervisor:
         return None
 
 
-__all__ = [
-    "FLOWER_ENV",
-    "SuperNodeSettings",
-    "SuperNodeSupervisor",
-    "free_port",
-    "join_fleet",
-    "supernode_auth_key",
-]
+__all__ = ["SuperNodeSettings", "SuperNodeSupervisor", "join_fleet"]

@@ -70,6 +70,7 @@ from torch import nn
 from accord.crypto import masking
 from accord.crypto.keys import KeyAgreementKey
 from accord.errors import InvalidInput, NotReady
+from accord.protocol import SCORE_PURPOSE, TRAIN_PURPOSE
 from accord.scoring import ziln
 
 FloatArray = npt.NDArray[np.float64]
@@ -89,9 +90,6 @@ EMBED_BYTES_PER_VALUE = 8
 """Masked embeddings travel as ``uint64`` fixed point."""
 GRAD_BYTES_PER_VALUE = 4
 """Gradients travel as ``float32``."""
-TRAIN_PURPOSE = "split-train"
-"""Masking purpose of training rounds; scoring rounds use :data:`SCORE_PURPOSE`."""
-SCORE_PURPOSE = "split-score"
 
 NodeObjective = Literal["target", "gradient"]
 DropoutScope = Literal["run", "round"]

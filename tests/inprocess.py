@@ -16,6 +16,7 @@ from accord.coordinator.ledger.log import Ledger
 from accord.coordinator.registry import NodeRegistry
 from accord.data.channel_file import ChannelTable
 from accord.data.purchase_file import PurchaseLog
+from accord.ledger_writer import batches
 from accord.node import store
 from accord.node.alignment import NodeAlignment
 from accord.node.alignment_server import NodeAlignmentServicer
@@ -23,7 +24,6 @@ from accord.node.consent import ConsentBook, ConsentGrant, default_terms
 from accord.node.consent_server import ConsentServicer
 from accord.node.gate import ConsentGate
 from accord.node.keys import load_or_create_keys
-from accord.node.ledger_writer import batches
 from accord.node.own_spend import OwnSpend
 from accord.node.server import registrar
 from accord.node.service import Node

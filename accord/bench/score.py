@@ -32,10 +32,10 @@ from pathlib import Path
 from rich.progress import Progress
 
 from accord.bench.cpu import CpuMeter
-from accord.coordinator.train_job import NetworkLayout, train_network
 from accord.data.channel_file import read_channel_table
 from accord.data.uci import split_by_channel, synthesize
 from accord.errors import AccordError
+from accord.launch.train_job import NetworkLayout, train_network
 from accord.launcher import LocalNetwork
 from accord.node import store
 from accord.pki_layout import COORDINATOR, init_pki

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from flwr.app import Context
 
-from accord.coordinator.simulation import partition_factory, train_in_simulation
 from accord.coordinator.training import TrainingSet
 from accord.crypto.keys import KeyAgreementKey
 from accord.data.channel_file import ChannelTable
@@ -34,6 +33,7 @@ from accord.data.uci import (
     local_ref,
     split_by_channel,
 )
+from accord.launch.simulation import partition_factory, train_in_simulation
 from accord.node.flower_client import ContextStateStore
 from accord.node.training import NodeRows, TrainingParticipant
 from accord.scoring.metrics import auc, expected_calibration_error

@@ -73,7 +73,7 @@ def demo(
     (`accord demo train`: train again on a network laid out on this machine)."""
     if ctx.invoked_subcommand is not None:
         return
-    from accord.coordinator.train_job import NetworkLayout, train_network  # loads torch, Flower
+    from accord.launch.train_job import NetworkLayout, train_network  # loads torch, Flower
 
     console = Console()
     started = time.monotonic()

@@ -13,7 +13,7 @@ from rich.table import Table
 from accord.cli.progress import counted_columns
 
 if TYPE_CHECKING:
-    from accord.coordinator.train_job import NetworkLayout
+    from accord.launch.train_job import NetworkLayout
     from accord.scoring.split_model import SplitConfig
 
 DEFAULT_ROUNDS = {"trust": 20, "ltv": 20}  # SplitConfig's and LTV_SPLIT's (no torch at --help)
@@ -108,7 +108,7 @@ def demo_train(
     rounds = _checked_rounds(model_kind, rounds)
     from dataclasses import replace
 
-    from accord.coordinator.train_job import NetworkLayout, train_network
+    from accord.launch.train_job import NetworkLayout, train_network
     from accord.scoring.ltv.federated import LTV_SPLIT
     from accord.scoring.split_model import SplitConfig
 
@@ -245,8 +245,8 @@ def _train_on_deployment_engine(
 ) -> None:
     """The same training through Flower's Deployment Engine, with a Rich progress bar."""
     from accord.coordinator.deployment import run_on_deployment_engine
-    from accord.coordinator.train_job import latest_alignment_run
     from accord.coordinator.training import load_training_set
+    from accord.launch.train_job import latest_alignment_run
 
     endpoint = layout.coordinator_endpoint()
     engine = layout.coordinator_engine(db)

@@ -26,10 +26,10 @@ from accord.consent.events import (
 )
 from accord.crypto.statusmap import StatusMap, StatusProof
 from accord.errors import AccordError, Conflict, InvalidInput, NotFound, NotPermitted
+from accord.rpc.roles import COORDINATOR
 
 STATUS_EXTENSION = "accord-status"
 SNAPSHOTS_KEPT = 256
-COORDINATOR = "coordinator"
 
 
 def status_extension(root: bytes) -> str:

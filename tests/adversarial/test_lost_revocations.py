@@ -25,8 +25,8 @@ from accord.consent.events import ConsentRevoked, decode
 from accord.data.channel_file import read_channel_table
 from accord.data.uci import split_by_channel, synthesize
 from accord.launcher import LocalNetwork
+from accord.ledger_writer import LedgerWriter
 from accord.node import outbox, store
-from accord.node.ledger_writer import LedgerWriter
 from accord.node.outbox import REVOKED, ProvenLookup
 from accord.pki_layout import COORDINATOR, load_coordinator_verifier
 from accord.proto.v1 import node_pb2, node_pb2_grpc

@@ -119,10 +119,3 @@ def test_servers_start_without_loading_the_model_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-def test_the_node_scores_in_the_masking_domain_training_names() -> None:
-    from accord.node.scoring import SCORE_PURPOSE as NODE_SIDE
-    from accord.scoring.split_model import SCORE_PURPOSE
-
-    assert NODE_SIDE == SCORE_PURPOSE

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from accord.errors import InvalidInput, Unavailable
-from accord.node.ledger_writer import AppendGroup
+from accord.ledger_writer import AppendGroup
 
 
 class FakeLedger:

@@ -21,10 +21,10 @@ from sqlalchemy import Engine, text
 from accord.audit import LedgerClient
 from accord.coordinator.model_store import save_model
 from accord.coordinator.own_spend import OwnChannelScales, scales_for_model
-from accord.coordinator.simulation import partition_factory, train_in_simulation
 from accord.coordinator.training import TrainedModel, load_training_set
 from accord.errors import ConfigError, NotFound
-from accord.node.ledger_writer import LedgerWriter
+from accord.launch.simulation import partition_factory, train_in_simulation
+from accord.ledger_writer import LedgerWriter
 from accord.node.participant import participant_from_settings
 from accord.pki_layout import COORDINATOR, load_coordinator_verifier
 from accord.rpc.endpoint import ENDPOINT_FILE
