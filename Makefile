@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PACKAGES := accord node coordinator crypto scoring
 
-.PHONY: help setup demo test lint format typecheck typecheck-layout pytest proto proto-check wheel lock clean numerics
+.PHONY: help setup demo test lint format typecheck typecheck-layout pytest proto proto-check wheel lock clean numerics fuzz
 
 help:
 	@echo "make demo   - set up, then run a local network (coordinator + 4 nodes) on synthetic data"
 	@echo "make test   - set up, then lint, type-check and run the test suite"
+	@echo "make fuzz   - fuzz every parser of outside bytes (FUZZ_INPUTS per target, FUZZ_SECONDS cap)"
 	@echo "make proto  - regenerate the committed gRPC stubs from proto/accord/v1/*.proto"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -80,6 +81,14 @@ numerics: setup
 	  ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NUMERIC_TESTS)
 	OPENBLAS_CORETYPE=Haswell NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL" \
 	  ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q $(NUMERIC_TESTS)
+
+# Every parser of another party's or a file's bytes under the coverage-guided fuzzer
+# (accord/fuzz/): FUZZ_INPUTS per target, each capped at FUZZ_SECONDS, FUZZ_JOBS at a time.
+FUZZ_INPUTS  ?= 100000
+FUZZ_SECONDS ?= 300
+FUZZ_JOBS    ?= 2
+fuzz: setup
+	$(BIN)/python -m accord.fuzz --inputs $(FUZZ_INPUTS) --seconds $(FUZZ_SECONDS) --jobs $(FUZZ_JOBS) $(FUZZ_TARGETS)
 
 proto: setup
 	$(BIN)/python scripts/gen_proto.py
