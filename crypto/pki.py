@@ -169,7 +169,12 @@ def _single(name: x509.Name, oid: x509.ObjectIdentifier, what: str) -> str:
     if len(values) != 1:
         raise MalformedInput(f"{what} has no single {oid._name}")
     value = values[0].value
-    return value if isinstance(value, str) else value.decode()
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError as exc:
+        raise MalformedInput(f"{what}'s {oid._name} is not UTF-8 text") from exc
 
 
 def read_certificate_request(csr_pem: bytes) -> CertificateRequest:
@@ -272,15 +277,23 @@ def load_certificate(pem: bytes) -> x509.Certificate:
         raise MalformedInput("not a PEM X.509 certificate") from exc
 
 
+def _certificate_subject(pem: bytes) -> x509.Name:
+    try:
+        # the subject is decoded only when first read: a malformed one raises here
+        return load_certificate(pem).subject
+    except ValueError as exc:
+        raise MalformedInput("the certificate's subject does not parse") from exc
+
+
 def certificate_common_name(pem: bytes) -> str:
     """The subject common name of a PEM certificate."""
-    return _single(load_certificate(pem).subject, NameOID.COMMON_NAME, "certificate")
+    return _single(_certificate_subject(pem), NameOID.COMMON_NAME, "certificate")
 
 
 def certificate_role(pem: bytes) -> str:
     """The role the CA bound into a party certificate (its subject's organizational unit)."""
     return check_role(
-        _single(load_certificate(pem).subject, NameOID.ORGANIZATIONAL_UNIT_NAME, "certificate")
+        _single(_certificate_subject(pem), NameOID.ORGANIZATIONAL_UNIT_NAME, "certificate")
     )
 
 

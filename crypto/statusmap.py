@@ -18,7 +18,6 @@ entries arrived. Pure: no I/O.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -126,7 +125,7 @@ class StatusProof:
                 raise MalformedInput(f"{field} must be a base64 string")
             try:
                 raw = base64.b64decode(value, validate=True)
-            except binascii.Error as exc:
+            except ValueError as exc:  # binascii.Error, or a str that is not ASCII
                 raise MalformedInput(f"{field} is not valid base64") from exc
             if len(raw) != size:
                 raise MalformedInput(f"{field} must be {size} bytes, got {len(raw)}")

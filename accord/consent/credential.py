@@ -73,13 +73,17 @@ class CredentialFields:
     def from_messages(cls, messages: Sequence[bytes]) -> CredentialFields:
         if len(messages) != MESSAGE_COUNT:
             raise InvalidInput(f"a consent credential signs {MESSAGE_COUNT} messages")
-        text = [m.decode() for m in messages]
+        try:
+            text = [m.decode() for m in messages]
+            expires_at = int(_value(text[EXPIRES], "expires"))
+        except ValueError as exc:  # UnicodeDecodeError, or an expiry that is not a number
+            raise InvalidInput("the credential's messages are not in the signed layout") from exc
         purposes = tuple(
             p for p, m in zip(PURPOSES, text[FIRST_PURPOSE:], strict=True) if m.endswith(":yes")
         )
         fields = cls(
             _value(text[CHANNEL], "channel"),
-            int(_value(text[EXPIRES], "expires")),
+            expires_at,
             _value(text[NOTICE], "notice"),
             _value(text[JURISDICTION], "jurisdiction"),
             purposes,

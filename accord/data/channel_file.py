@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from accord.data.csv_records import open_csv, records
 from accord.errors import InvalidInput
 from accord.schema import COLUMN_TYPES, MAX_COLUMNS, ColumnType, check_column_name
 
@@ -105,12 +106,8 @@ def read_channel_table(path: Path) -> ChannelTable:
     phones: list[str] = []
     emails: list[str] = []
     rows: list[list[float]] = []
-    try:
-        handle = path.open(newline="")
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path} does not exist") from exc
-    with handle:
-        reader = csv.reader(handle)
+    with open_csv(path) as handle:
+        reader = records(handle, path)
         header = next(reader, None)
         if header != [*IDENTITY_COLUMNS, *names]:
             raise InvalidInput(

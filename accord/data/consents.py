@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from accord.consent.vocabulary import check_terms
+from accord.data.csv_records import open_csv, records
 from accord.errors import InvalidInput
 
 HEADER = ["local_ref", "purposes", "notice_version", "collection_method", "jurisdiction", "expires"]
@@ -71,13 +72,9 @@ def write_decisions(path: Path, decisions: list[ConsentDecision]) -> None:
 
 
 def read_decisions(path: Path) -> list[ConsentDecision]:
-    try:
-        handle = path.open(newline="")
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path} does not exist") from exc
     decisions = []
-    with handle:
-        reader = csv.reader(handle)
+    with open_csv(path) as handle:
+        reader = records(handle, path)
         if next(reader, None) != HEADER:
             raise InvalidInput(f"{path}: header must be {','.join(HEADER)}")
         for line, row in enumerate(reader, start=2):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from accord.data.csv_records import open_csv, records
 from accord.errors import InvalidInput
 
 __all__ = ["HEADER", "SUFFIX", "PurchaseLog", "read_purchase_log"]
@@ -60,12 +61,8 @@ def read_purchase_log(path: Path) -> PurchaseLog:
     days: list[dt.date] = []
     cds: list[int] = []
     values: list[float] = []
-    try:
-        handle = path.open(newline="")
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path} does not exist") from exc
-    with handle:
-        reader = csv.reader(handle)
+    with open_csv(path) as handle:
+        reader = records(handle, path)
         if tuple(next(reader, ())) != HEADER:
             raise InvalidInput(f"{path}: header must be {','.join(HEADER)}")
         for line, record in enumerate(reader, start=2):

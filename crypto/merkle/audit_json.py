@@ -7,7 +7,6 @@ unverified: call ``verify()``.
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ def _unb64(field: str, value: object) -> bytes:
         raise MalformedInput(f"{field} must be a base64 string")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or a str that is not ASCII
         raise MalformedInput(f"{field} is not valid base64") from exc
 
 

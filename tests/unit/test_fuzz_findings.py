@@ -1,0 +1,110 @@
+"""What the fuzzer (make fuzz) found: inputs that escaped as IndexError, ValueError,
+UnicodeDecodeError or csv.Error, and are now refused with the project's InvalidInput."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from accord.consent import credential as cred
+from accord.crypto.merkle import ConsistencyProof, InclusionProof
+from accord.crypto.pki import certificate_common_name, issue_party_certificate, make_ca
+from accord.crypto.statusmap import StatusProof
+from accord.data.channel_file import read_channel_table
+from accord.data.consents import read_decisions
+from accord.data.purchase_file import read_purchase_log
+from accord.errors import InvalidInput
+
+HASH = base64.b64encode(bytes(32)).decode()
+
+
+@pytest.mark.parametrize(
+    ("parse", "doc"),
+    [
+        (
+            InclusionProof.from_json,
+            {"leafIdx": 0, "treeSize": 1, "root": "ΑΑ==", "leafHash": HASH, "proof": []},
+        ),
+        (
+            ConsistencyProof.from_json,
+            {"size1": 1, "size2": 2, "root1": HASH, "root2": HASH, "proof": ["é" * 44]},
+        ),
+        (StatusProof.from_json, {"siblings": ["ü" * 44]}),
+    ],
+)
+def test_proof_json_with_non_ascii_base64_is_refused(parse, doc) -> None:  # type: ignore[no-untyped-def]
+    # base64.b64decode raises a bare ValueError (not binascii.Error) for a non-ASCII str
+    with pytest.raises(InvalidInput, match="not valid base64"):
+        parse(doc)
+
+
+def _issued_messages() -> list[bytes]:
+    fields = cred.CredentialFields("shop", 1_790_035_200, "2026-09", "TW", ("marketing",))
+    return fields.messages()
+
+
+@pytest.mark.parametrize(
+    ("index", "message"),
+    [(cred.CHANNEL, b"channel:\xff\xfe"), (cred.EXPIRES, b"expires:17900352\x010")],
+)
+def test_issued_credential_messages_out_of_layout_are_refused(index: int, message: bytes) -> None:
+    messages = _issued_messages()
+    messages[index] = message
+    with pytest.raises(InvalidInput, match="not in the signed layout"):
+        cred.CredentialFields.from_messages(messages)
+
+
+def test_a_certificate_whose_subject_does_not_parse_is_refused() -> None:
+    now = dt.datetime.now(dt.UTC)
+    pem = issue_party_certificate(make_ca("accord.test", now=now), "pay", now=now).cert_pem
+    der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    at = der.index(b"\x0c\x03pay")  # the subject's common name, a UTF8String
+    broken = der[:at] + b"\x0c\x03\xff\xfe\xfd" + der[at + 5 :]
+    broken_pem = (
+        b"-----BEGIN CERTIFICATE-----\n"
+        + base64.encodebytes(broken)
+        + b"-----END CERTIFICATE-----\n"
+    )
+    x509.load_pem_x509_certificate(broken_pem)  # loads: the subject is decoded on first use
+    with pytest.raises(InvalidInput, match="subject does not parse"):
+        certificate_common_name(broken_pem)
+
+
+PURCHASES = b"local_ref,phone,email,date,number_of_cds,dollar_value\n"
+DECISIONS = b"local_ref,purposes,notice_version,collection_method,jurisdiction,expires\n"
+
+
+def _channel_files(tmp_path: Path, body: bytes) -> Path:
+    schema = {"channel": "shop", "columns": [{"name": "SHOP_0", "type": "int"}]}
+    (tmp_path / "shop.schema.json").write_text(json.dumps(schema))
+    path = tmp_path / "shop.csv"
+    path.write_bytes(b"local_ref,phone,email,SHOP_0\n" + body)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b"c1,,a@example.com,\xff\n", ": the file is not UTF-8 text"),
+        (b'c1,,"' + b"x" * 200_000 + b'",1\n', ":2: not a well-formed CSV file"),
+    ],
+    ids=["not-utf8", "oversized-field"],
+)
+def test_unreadable_csv_imports_are_refused(tmp_path: Path, body: bytes, where: str) -> None:
+    purchases = tmp_path / "shop.purchases.csv"
+    purchases.write_bytes(PURCHASES + body)
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_bytes(DECISIONS + body)
+    for read, path in (
+        (read_purchase_log, purchases),
+        (read_decisions, decisions),
+        (read_channel_table, _channel_files(tmp_path, body)),
+    ):
+        with pytest.raises(InvalidInput, match=rf"{path.name}{where}"):
+            read(path)
