@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
     args.out.mkdir(parents=True, exist_ok=True)
+    # files and SQLite stores in memory when the machine has a tmpfs: the disk is not under test
+    shm = Path("/dev/shm")  # noqa: S108 - a private mkdtemp folder inside it
+    scratch = Path(tempfile.mkdtemp(prefix="accord-fuzz-", dir=shm if shm.is_dir() else None))
+    try:
+        return _run(args, names, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, names: list[str], scratch: Path) -> int:
     started = time.monotonic()
     pending = list(names)
     running: dict[str, tuple[subprocess.Popen[bytes], object]] = {}
@@ -51,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"--inputs={args.inputs}",
                 f"--seconds={args.seconds}",
                 f"--out={result}",
-                f"--workdir={args.out / 'work' / name}",
+                f"--workdir={scratch / name}",
                 f"--engine={args.engine}",
             ]
             running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)

@@ -560,6 +560,9 @@ def _purchase_csv(work: Path) -> Harness:
 
 def _channel_csv(work: Path) -> Harness:
     from accord.data.channel_file import read_channel_table
+    from accord.node import store
+
+    engine = _store(work / "import-node.db", "node")
 
     csv_path = work / "shop.csv"
     schema_path = work / "shop.schema.json"
@@ -584,9 +587,210 @@ def _channel_csv(work: Path) -> Harness:
         raw_schema, _, raw_csv = data.partition(b"\x00")
         schema_path.write_bytes(raw_schema)
         csv_path.write_bytes(raw_csv)
-        return read_channel_table(csv_path)
+        return store.import_table(engine, read_channel_table(csv_path), "shop", clock=_clock)
 
-    return Harness(call, [schema + b"\x00" + table])
+    return Harness(
+        call, [schema + b"\x00" + table], _data_version(work / "import-node.db"), engine.dispose
+    )
+
+
+def _consents_csv(work: Path) -> Harness:
+    from accord.data.consents import read_decisions
+
+    path = work / "decisions.csv"
+    seed = (
+        b"local_ref,purposes,notice_version,collection_method,jurisdiction,expires\n"
+        b"c1,marketing;risk-scoring,2026-09,web-form,TW,2027-09-01\n"
+        b"c2,marketing,2026-09,web-form,TW,2027-01-31\n"
+    )
+
+    def call(data: bytes) -> object:
+        path.write_bytes(data)
+        return read_decisions(path)
+
+    return Harness(call, [seed])
+
+
+# ---------------------------------------------------------------------------------------------
+# servicers with their stores
+
+
+def _clock() -> float:
+    return float(NOW)
+
+
+def _store(path: Path, role: str) -> Any:
+    from accord.store.engine import make_engine
+    from accord.store.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine, role)  # type: ignore[arg-type]
+    return engine
+
+
+def _ledger(work: Path, name: str) -> tuple[Any, Any, Callable[[], None]]:
+    """A started coordinator ledger on SQLite; checkpoints only when published here."""
+    from accord.coordinator.ledger.log import Ledger
+    from accord.crypto.keys import NoteSigner
+
+    signer = NoteSigner.generate(ORIGIN)
+    engine = _store(work / name, "coordinator")
+    ledger = Ledger(engine, signer, checkpoint_interval_s=3600, clock=_clock)
+    ledger.start()
+
+    def close() -> None:
+        ledger.stop()
+        engine.dispose()
+
+    return ledger, signer, close
+
+
+def _ledger_rpc(work: Path) -> Harness:
+    from accord.consent.events import ConsentGranted, ConsentRevoked, encode
+    from accord.coordinator.ledger.server import LedgerServicer
+    from accord.proto.v1 import ledger_pb2 as pb
+
+    ledger, _, close = _ledger(work, "ledger.db")
+    granted = [
+        encode(
+            ConsentGranted("pay", bytes([i]) * 32, bytes([i + 1]) * 32, ("marketing",), NOW, NOW)
+        )
+        for i in range(1, 6)
+    ]
+    ledger.append(granted, appended_by="pay")
+    old = ledger.checkpointer.publish().note
+    ledger.append(
+        [encode(ConsentRevoked("pay", b"\x01" * 32, b"\x02" * 32, NOW, "withdrawn"))],
+        appended_by="pay",
+    )
+    ledger.checkpointer.publish()
+    servicer = LedgerServicer(ledger)
+    context = PeerContext("pay")
+    methods: list[tuple[type[Message], Callable[[Any], object]]] = [
+        (pb.AppendRequest, lambda r: servicer.Append(r, context)),  # type: ignore[arg-type]
+        (pb.GetInclusionProofRequest, lambda r: servicer.GetInclusionProof(r, context)),  # type: ignore[arg-type]
+        (pb.GetConsistencyProofRequest, lambda r: servicer.GetConsistencyProof(r, context)),  # type: ignore[arg-type]
+        (pb.GetEntriesRequest, lambda r: servicer.GetEntries(r, context)),  # type: ignore[arg-type]
+        (pb.ProveExtendsRequest, lambda r: servicer.ProveExtends(r, context)),  # type: ignore[arg-type]
+        (pb.GetConsentStatusRequest, lambda r: servicer.GetConsentStatus(r, context)),  # type: ignore[arg-type]
+    ]
+    seeds = [
+        b"\x00"
+        + pb.AppendRequest(entries=[granted[0].replace(b"\x01", b"\x07")]).SerializeToString(),
+        b"\x01" + pb.GetInclusionProofRequest(index=2, tree_size=6).SerializeToString(),
+        b"\x02" + pb.GetConsistencyProofRequest(size1=3, size2=6).SerializeToString(),
+        b"\x03" + pb.GetEntriesRequest(start=1, count=3).SerializeToString(),
+        b"\x04" + pb.ProveExtendsRequest(old_checkpoint=old).SerializeToString(),
+        b"\x05" + pb.GetConsentStatusRequest(consent=b"\x02" * 32).SerializeToString(),
+    ]
+    return Harness(_dispatch(methods), seeds, _data_version(work / "ledger.db"), close)
+
+
+def _witness_rpc(work: Path) -> Harness:
+    from accord.consent.events import ConsentGranted, encode
+    from accord.crypto.keys import NoteSigner
+    from accord.node.witness import Witness
+    from accord.node.witness_server import WitnessServicer
+    from accord.proto.v1 import audit_pb2 as pb
+
+    ledger, signer, close = _ledger(work, "witnessed-ledger.db")
+    notes = []
+    for i in range(1, 4):
+        ledger.append(
+            [
+                encode(
+                    ConsentGranted(
+                        "pay", bytes([i]) * 32, bytes([i]) * 32, ("marketing",), NOW, NOW
+                    )
+                )
+            ],
+            appended_by="pay",
+        )
+        notes.append(ledger.checkpointer.publish().note)
+    engine = _store(work / "witness-node.db", "node")
+    witness = Witness(engine, NoteSigner.generate("accord.fuzz/pay"), [signer.verifier], _clock)
+    witness.add_checkpoint(0, notes[0], [])
+    servicer = WitnessServicer(witness)
+    context = PeerContext("auditor")
+    methods: list[tuple[type[Message], Callable[[Any], object]]] = [
+        (pb.GetLatestRequest, lambda r: servicer.GetLatest(r, context)),  # type: ignore[arg-type]
+        (pb.AddCheckpointRequest, lambda r: servicer.AddCheckpoint(r, context)),  # type: ignore[arg-type]
+    ]
+    _, proof = ledger.consistency_proof(1, 3)
+    close()
+    seeds = [
+        b"\x00" + pb.GetLatestRequest(origin=ORIGIN).SerializeToString(),
+        b"\x01"
+        + pb.AddCheckpointRequest(
+            old_size=1, checkpoint=notes[2], consistency_proof=proof
+        ).SerializeToString(),
+        b"\x01" + pb.AddCheckpointRequest(old_size=1, checkpoint=notes[0]).SerializeToString(),
+    ]
+    return Harness(
+        _dispatch(methods), seeds, _data_version(work / "witness-node.db"), engine.dispose
+    )
+
+
+class _LedgerClient:
+    """A node's ledger client talking to the ledger in this process (no gRPC hop)."""
+
+    def __init__(self, ledger: Any, node: str) -> None:
+        self._ledger, self._node = ledger, node
+
+    def append(self, events: Sequence[Any]) -> list[int]:
+        from accord.consent.events import encode
+
+        return [a.index for a in self._ledger.append([encode(e) for e in events], self._node)]
+
+
+def _consent_rpc(work: Path) -> Harness:
+    import numpy as np
+
+    from accord.data.channel_file import ChannelTable
+    from accord.node import store
+    from accord.node.consent import ConsentBook, default_terms
+    from accord.node.consent_server import ConsentServicer, terms_to_proto
+    from accord.proto.v1 import consent_pb2 as pb
+
+    ledger, signer, close = _ledger(work, "consent-ledger.db")
+    engine = _store(work / "consent-node.db", "node")
+    refs = [f"c{i}" for i in range(4)]
+    table = ChannelTable(
+        "pay",
+        refs,
+        [f"+88690000000{i}" for i in range(4)],
+        [f"c{i}@example.com" for i in range(4)],
+        {"PAY_0": "int"},
+        np.arange(4, dtype=float).reshape(4, 1),
+    )
+    store.import_table(engine, table, "pay", clock=_clock)
+    book = ConsentBook(engine, "pay", _LedgerClient(ledger, "pay"), _clock)
+    servicer = ConsentServicer(book, None, signer.verifier, _clock)  # type: ignore[arg-type]
+    context = PeerContext("pay")
+    methods: list[tuple[type[Message], Callable[[Any], object]]] = [
+        (pb.GrantConsentRequest, lambda r: servicer.Grant(r, context)),  # type: ignore[arg-type]
+        (pb.RevokeConsentRequest, lambda r: servicer.Revoke(r, context)),  # type: ignore[arg-type]
+        (pb.SubjectRequest, lambda r: servicer.Show(r, context)),  # type: ignore[arg-type]
+        (pb.SubjectRequest, lambda r: servicer.EraseSubject(r, context)),  # type: ignore[arg-type]
+    ]
+    terms = terms_to_proto(default_terms(["marketing", "risk-scoring"], controller="pay", now=NOW))
+    seeds = [
+        b"\x00"
+        + pb.GrantConsentRequest(
+            grants=[pb.ConsentGrant(local_ref="c1", terms=terms)]
+        ).SerializeToString(),
+        b"\x01" + pb.RevokeConsentRequest(local_ref="c1").SerializeToString(),
+        b"\x02" + pb.SubjectRequest(local_ref="c2").SerializeToString(),
+        b"\x03" + pb.SubjectRequest(local_ref="c3").SerializeToString(),
+    ]
+    node_state = _data_version(work / "consent-node.db")
+    ledger_state = _data_version(work / "consent-ledger.db")
+
+    def stop() -> None:
+        close()
+        engine.dispose()
+
+    return Harness(_dispatch(methods), seeds, lambda: (node_state(), ledger_state()), stop)
 
 
 TARGETS: tuple[Target, ...] = (
@@ -605,7 +809,11 @@ TARGETS: tuple[Target, ...] = (
     Target("registry", "signed registry bytes, and the signed document", _registry),
     Target("policy", "scoring policy TOML", _policy),
     Target("purchase-csv", "purchase log CSV import", _purchase_csv),
-    Target("channel-csv", "channel table CSV + schema import", _channel_csv),
+    Target("consents-csv", "consent decisions CSV import", _consents_csv),
+    Target("channel-csv", "channel table CSV + schema, imported into a node store", _channel_csv),
+    Target("ledger-rpc", "accord.v1.Ledger requests into the coordinator's ledger", _ledger_rpc),
+    Target("witness-rpc", "accord.v1.Witness requests into a node's witness", _witness_rpc),
+    Target("consent-rpc", "accord.v1.Consent requests into a node's consent book", _consent_rpc),
 )
 
 
