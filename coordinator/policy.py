@@ -124,6 +124,8 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
             raise InvalidInput(f"{where}: the name {name!r} is used twice")
         names.add(name)
         touch = r.get("touchpoint", [])
+        if not isinstance(touch, str | list):
+            raise InvalidInput(f"{where}: touchpoint must be a name or a list of names")
         touchpoints = (touch,) if isinstance(touch, str) else tuple(touch)
         if not all(isinstance(t, str) and t for t in touchpoints):
             raise InvalidInput(f"{where}: touchpoint must be a name or a list of names")

@@ -273,7 +273,7 @@ def issue_party_certificate(
 def load_certificate(pem: bytes) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise MalformedInput("not a PEM X.509 certificate") from exc
 
 

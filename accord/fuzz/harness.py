@@ -24,6 +24,7 @@ from pathlib import Path
 from accord.errors import AccordError
 
 MAX_CRASH_SAMPLES = 5
+_CHECKOUT = str(Path(__file__).resolve().parents[2])  # crash sites are named in our code
 
 
 @dataclass
@@ -97,7 +98,9 @@ class Tally:
 
     def _sample(self, exc: Exception, data: bytes) -> None:
         frames = traceback.extract_tb(exc.__traceback__)
-        ours = [f for f in frames if "/accord/" in f.filename or "/crypto/" in f.filename]
+        ours = [
+            f for f in frames if f.filename.startswith(_CHECKOUT) and "-packages" not in f.filename
+        ]
         last = (ours or frames)[-1] if frames else None
         where = f"{'/'.join(last.filename.rsplit('/', 2)[-2:])}:{last.lineno}" if last else "?"
         key = (type(exc).__name__, where)

@@ -401,6 +401,47 @@ def _credential(work: Path) -> Harness:
     return Harness(call, [b"\x00" + commitment, b"\x01" + signature + b"\x00".join(messages)])
 
 
+def _sd_jwt(work: Path) -> Harness:
+    """A node verifying a touchpoint's SD-JWT presentation; the coordinator reading the
+    touchpoint's holder key (selector byte 1), as scoring's Begin does."""
+    from accord import credentials
+    from accord.crypto.keys import KeyAgreementKey, NoteSigner
+
+    coordinator = NoteSigner.generate(ORIGIN)
+    pay = KeyAgreementKey.generate()
+    holder = credentials.new_holder_key()
+    holder_json = credentials.holder_public_json(holder)
+    now = int(time.time())
+
+    def issue(holder_jwk: str) -> credentials.Issued:
+        return credentials.issue(
+            coordinator,
+            request_id="r1",
+            purposes=["risk-scoring"],
+            touchpoint="checkout",
+            model="m1",
+            nodes={"pay": (pay.public_key, b"\x05" * 16)},
+            holder_jwk=holder_jwk,
+            now=now,
+        )
+
+    presentation = credentials.present(issue(holder_json).credential, "pay", holder)
+
+    def call(data: bytes) -> object:
+        if data[:1] == b"\x01":
+            return issue(_text(data[1:]))
+        return credentials.verify(
+            _text(data[1:]),
+            node="pay",
+            kx_key=pay,
+            issuer=coordinator.verifier,
+            purpose="risk-scoring",
+            now=now,
+        )
+
+    return Harness(call, [b"\x00" + presentation.encode(), b"\x01" + holder_json.encode()])
+
+
 def _bbs_proof(work: Path) -> Harness:
     from accord.crypto import bbs
 
@@ -731,6 +772,105 @@ def _witness_rpc(work: Path) -> Harness:
     )
 
 
+def _registry_rpc(work: Path) -> Harness:
+    from accord.coordinator.registry import NodeRegistry
+    from accord.coordinator.server import RegistryServicer
+    from accord.crypto.keys import NoteSigner
+    from accord.proto.v1 import registry_pb2 as pb
+    from accord.registry import sign_registration
+    from accord.rpc.tls import CERT_FILE
+
+    party, ca_pem = _pki(work)
+    engine = _store(work / "registry.db", "coordinator")
+    registry = NodeRegistry(engine, NoteSigner.generate(ORIGIN), ca_pem=ca_pem, clock=_clock)
+    servicer = RegistryServicer(registry, lambda: None)
+    context = PeerContext("pay", (party / CERT_FILE).read_bytes())
+    identity = NoteSigner.generate("pay")
+    request = sign_registration(_node_registration(work, identity), identity)
+
+    # selector: 0 = Register as received, 1 = GetRegistry, 2 = Register of a registration
+    # signed here with the key it names (past the proof of possession)
+    def call(data: bytes) -> object:
+        if not data:
+            raise InvalidInput("empty")
+        which = data[0] % 3
+        if which == 0:
+            return servicer.Register(_decode(pb.RegisterRequest, data[1:]), context)  # type: ignore[arg-type]
+        if which == 1:
+            return servicer.GetRegistry(_decode(pb.GetRegistryRequest, data[1:]), context)  # type: ignore[arg-type]
+        reg = _decode(pb.NodeRegistration, data[1:])
+        reg.identity_key = identity.verifier.public_key
+        return servicer.Register(sign_registration(reg, identity), context)  # type: ignore[arg-type]
+
+    seeds = [
+        b"\x00" + request.SerializeToString(),
+        b"\x01",
+        b"\x02" + request.registration.SerializeToString(),
+    ]
+    return Harness(call, seeds, _data_version(work / "registry.db"), engine.dispose)
+
+
+def _node_rpc(work: Path) -> Harness:
+    from accord.crypto.keys import NoteSigner
+    from accord.node.keys import load_or_create_keys
+    from accord.node.server import NodeServicer
+    from accord.node.service import Node
+    from accord.proto.v1 import node_pb2, registry_pb2
+    from accord.registry import REGISTRY_DOMAIN, sign_registry
+
+    _, ca_pem = _pki(work)
+    coordinator = NoteSigner.generate(ORIGIN)
+    engine = _store(work / "node.db", "node")
+    node = Node(
+        engine,
+        channel="pay",
+        role="feature",
+        keys=load_or_create_keys(work / "pay-keys", "pay"),
+        coordinator_key=coordinator.verifier,
+        network_ca=ca_pem,
+        clock=_clock,
+    )
+    servicer = NodeServicer(node)
+    context = PeerContext("coordinator")
+    document = registry_pb2.RegistryDocument(
+        version=2,
+        coordinator_key=coordinator.verifier.encode(),
+        issued_at=NOW,
+        nodes=[
+            registry_pb2.RegistryEntry(
+                node=_node_registration(work, NoteSigner.generate("pay")), registered_at=NOW
+            )
+        ],
+    )
+    signed = sign_registry(document, coordinator)
+
+    def resigned(body: bytes) -> registry_pb2.SignedRegistry:
+        return registry_pb2.SignedRegistry(
+            document=body, signature=coordinator.sign(REGISTRY_DOMAIN + body)
+        )
+
+    methods: list[tuple[type[Message], Callable[[Any], object]]] = [
+        (registry_pb2.SignedRegistry, lambda r: servicer.UpdateRegistry(r, context)),  # type: ignore[arg-type]
+        (
+            registry_pb2.RegistryDocument,
+            lambda d: servicer.UpdateRegistry(resigned(d.SerializeToString()), context),
+        ),  # type: ignore[arg-type]
+        (node_pb2.GetNodeInfoRequest, lambda r: servicer.GetNodeInfo(r, context)),  # type: ignore[arg-type]
+        (node_pb2.ResolveRequest, lambda r: servicer.Resolve(r, context)),  # type: ignore[arg-type]
+        (node_pb2.IssueTokenRequest, lambda r: servicer.IssueToken(r, context)),  # type: ignore[arg-type]
+        (node_pb2.ComputeRequest, lambda r: servicer.Compute(r, context)),  # type: ignore[arg-type]
+        (node_pb2.OwnSpendSumRequest, lambda r: servicer.OwnSpendSum(r, context)),  # type: ignore[arg-type]
+    ]
+    document.version = 1
+    seeds = [
+        b"\x00" + signed.SerializeToString(),
+        b"\x01" + document.SerializeToString(),
+        b"\x02",
+        b"\x03" + node_pb2.ResolveRequest(token="t" * 16).SerializeToString(),
+    ]
+    return Harness(_dispatch(methods), seeds, _data_version(work / "node.db"), engine.dispose)
+
+
 class _LedgerClient:
     """A node's ledger client talking to the ledger in this process (no gRPC hop)."""
 
@@ -804,6 +944,7 @@ TARGETS: tuple[Target, ...] = (
     Target("consent-proof", "offline consent proof document", _consent_proof),
     Target("presentation", "consent presentation JSON + BBS proof", _presentation),
     Target("credential", "credential request commitment / issued credential", _credential),
+    Target("sd-jwt", "SD-JWT presentation (node) and holder JWK (coordinator)", _sd_jwt),
     Target("bbs-proof", "raw BBS proof bytes (crypto.bbs.proof_verify)", _bbs_proof),
     Target("registration", "node registration request (coordinator side)", _registration),
     Target("registry", "signed registry bytes, and the signed document", _registry),
@@ -813,6 +954,12 @@ TARGETS: tuple[Target, ...] = (
     Target("channel-csv", "channel table CSV + schema, imported into a node store", _channel_csv),
     Target("ledger-rpc", "accord.v1.Ledger requests into the coordinator's ledger", _ledger_rpc),
     Target("witness-rpc", "accord.v1.Witness requests into a node's witness", _witness_rpc),
+    Target(
+        "registry-rpc", "accord.v1.Registry requests into the coordinator's registry", _registry_rpc
+    ),
+    Target(
+        "node-rpc", "accord.v1.NodeService requests (UpdateRegistry, ...) into a node", _node_rpc
+    ),
     Target("consent-rpc", "accord.v1.Consent requests into a node's consent book", _consent_rpc),
 )
 

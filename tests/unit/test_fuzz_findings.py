@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from accord.consent import credential as cred
+from accord.coordinator.policy import parse_policy
 from accord.crypto.merkle import ConsistencyProof, InclusionProof
 from accord.crypto.pki import certificate_common_name, issue_party_certificate, make_ca
 from accord.crypto.statusmap import StatusProof
@@ -60,20 +61,42 @@ def test_issued_credential_messages_out_of_layout_are_refused(index: int, messag
         cred.CredentialFields.from_messages(messages)
 
 
-def test_a_certificate_whose_subject_does_not_parse_is_refused() -> None:
+def _party_certificate_der() -> bytes:
     now = dt.datetime.now(dt.UTC)
     pem = issue_party_certificate(make_ca("accord.test", now=now), "pay", now=now).cert_pem
-    der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
-    at = der.index(b"\x0c\x03pay")  # the subject's common name, a UTF8String
-    broken = der[:at] + b"\x0c\x03\xff\xfe\xfd" + der[at + 5 :]
-    broken_pem = (
-        b"-----BEGIN CERTIFICATE-----\n"
-        + base64.encodebytes(broken)
-        + b"-----END CERTIFICATE-----\n"
+    return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+
+
+def _pem(der: bytes) -> bytes:
+    return (
+        b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
     )
-    x509.load_pem_x509_certificate(broken_pem)  # loads: the subject is decoded on first use
+
+
+def test_a_certificate_whose_subject_does_not_parse_is_refused() -> None:
+    der = _party_certificate_der()
+    at = der.index(b"\x0c\x03pay")  # the subject's common name, a UTF8String
+    broken = _pem(der[:at] + b"\x0c\x03\xff\xfe\xfd" + der[at + 5 :])
+    x509.load_pem_x509_certificate(broken)  # loads: the subject is decoded on first use
     with pytest.raises(InvalidInput, match="subject does not parse"):
-        certificate_common_name(broken_pem)
+        certificate_common_name(broken)
+
+
+def test_a_certificate_of_an_unknown_x509_version_is_refused() -> None:
+    der = _party_certificate_der()
+    at = der.index(b"\xa0\x03\x02\x01\x02")  # [0] EXPLICIT version v3
+    broken = _pem(der[:at] + b"\xa0\x03\x02\x01\x22" + der[at + 5 :])
+    with pytest.raises(x509.InvalidVersion):  # not a ValueError: it escaped the old check
+        x509.load_pem_x509_certificate(broken)
+    with pytest.raises(InvalidInput, match=r"not a PEM X\.509 certificate"):
+        certificate_common_name(broken)
+
+
+def test_a_policy_rule_whose_touchpoint_is_a_number_is_refused() -> None:
+    text = 'version = "v"\ndefault_action = "review"\n[[rule]]\nname = "r"\naction = "allow"\n'
+    assert parse_policy(text + 'touchpoint = "checkout"\n').rules[0].touchpoints == ("checkout",)
+    with pytest.raises(InvalidInput, match="touchpoint must be a name or a list of names"):
+        parse_policy(text + "touchpoint = 5\n")
 
 
 PURCHASES = b"local_ref,phone,email,date,number_of_cds,dollar_value\n"
