@@ -20,8 +20,9 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
+import grpc
 from google.protobuf.message import DecodeError, Message
 
 from accord.errors import InvalidInput
@@ -63,6 +64,10 @@ class PeerContext:
 
     def auth_context(self) -> dict[str, list[bytes]]:
         return self._auth
+
+
+def _peer(party: str, pem: bytes = b"") -> grpc.ServicerContext:
+    return cast(grpc.ServicerContext, PeerContext(party, pem))
 
 
 def _data_version(path: Path) -> Callable[[], object]:
@@ -660,12 +665,12 @@ def _clock() -> float:
     return float(NOW)
 
 
-def _store(path: Path, role: str) -> Any:
+def _store(path: Path, role: Literal["node", "coordinator"]) -> Any:
     from accord.store.engine import make_engine
     from accord.store.migrate import upgrade
 
     engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine, role)  # type: ignore[arg-type]
+    upgrade(engine, role)
     return engine
 
 
@@ -706,14 +711,14 @@ def _ledger_rpc(work: Path) -> Harness:
     )
     ledger.checkpointer.publish()
     servicer = LedgerServicer(ledger)
-    context = PeerContext("pay")
+    context = _peer("pay")
     methods: list[tuple[type[Message], Callable[[Any], object]]] = [
-        (pb.AppendRequest, lambda r: servicer.Append(r, context)),  # type: ignore[arg-type]
-        (pb.GetInclusionProofRequest, lambda r: servicer.GetInclusionProof(r, context)),  # type: ignore[arg-type]
-        (pb.GetConsistencyProofRequest, lambda r: servicer.GetConsistencyProof(r, context)),  # type: ignore[arg-type]
-        (pb.GetEntriesRequest, lambda r: servicer.GetEntries(r, context)),  # type: ignore[arg-type]
-        (pb.ProveExtendsRequest, lambda r: servicer.ProveExtends(r, context)),  # type: ignore[arg-type]
-        (pb.GetConsentStatusRequest, lambda r: servicer.GetConsentStatus(r, context)),  # type: ignore[arg-type]
+        (pb.AppendRequest, lambda r: servicer.Append(r, context)),
+        (pb.GetInclusionProofRequest, lambda r: servicer.GetInclusionProof(r, context)),
+        (pb.GetConsistencyProofRequest, lambda r: servicer.GetConsistencyProof(r, context)),
+        (pb.GetEntriesRequest, lambda r: servicer.GetEntries(r, context)),
+        (pb.ProveExtendsRequest, lambda r: servicer.ProveExtends(r, context)),
+        (pb.GetConsentStatusRequest, lambda r: servicer.GetConsentStatus(r, context)),
     ]
     seeds = [
         b"\x00"
@@ -752,10 +757,10 @@ def _witness_rpc(work: Path) -> Harness:
     witness = Witness(engine, NoteSigner.generate("accord.fuzz/pay"), [signer.verifier], _clock)
     witness.add_checkpoint(0, notes[0], [])
     servicer = WitnessServicer(witness)
-    context = PeerContext("auditor")
+    context = _peer("auditor")
     methods: list[tuple[type[Message], Callable[[Any], object]]] = [
-        (pb.GetLatestRequest, lambda r: servicer.GetLatest(r, context)),  # type: ignore[arg-type]
-        (pb.AddCheckpointRequest, lambda r: servicer.AddCheckpoint(r, context)),  # type: ignore[arg-type]
+        (pb.GetLatestRequest, lambda r: servicer.GetLatest(r, context)),
+        (pb.AddCheckpointRequest, lambda r: servicer.AddCheckpoint(r, context)),
     ]
     _, proof = ledger.consistency_proof(1, 3)
     close()
@@ -784,7 +789,7 @@ def _registry_rpc(work: Path) -> Harness:
     engine = _store(work / "registry.db", "coordinator")
     registry = NodeRegistry(engine, NoteSigner.generate(ORIGIN), ca_pem=ca_pem, clock=_clock)
     servicer = RegistryServicer(registry, lambda: None)
-    context = PeerContext("pay", (party / CERT_FILE).read_bytes())
+    context = _peer("pay", (party / CERT_FILE).read_bytes())
     identity = NoteSigner.generate("pay")
     request = sign_registration(_node_registration(work, identity), identity)
 
@@ -795,12 +800,12 @@ def _registry_rpc(work: Path) -> Harness:
             raise InvalidInput("empty")
         which = data[0] % 3
         if which == 0:
-            return servicer.Register(_decode(pb.RegisterRequest, data[1:]), context)  # type: ignore[arg-type]
+            return servicer.Register(_decode(pb.RegisterRequest, data[1:]), context)
         if which == 1:
-            return servicer.GetRegistry(_decode(pb.GetRegistryRequest, data[1:]), context)  # type: ignore[arg-type]
+            return servicer.GetRegistry(_decode(pb.GetRegistryRequest, data[1:]), context)
         reg = _decode(pb.NodeRegistration, data[1:])
         reg.identity_key = identity.verifier.public_key
-        return servicer.Register(sign_registration(reg, identity), context)  # type: ignore[arg-type]
+        return servicer.Register(sign_registration(reg, identity), context)
 
     seeds = [
         b"\x00" + request.SerializeToString(),
@@ -831,7 +836,7 @@ def _node_rpc(work: Path) -> Harness:
         clock=_clock,
     )
     servicer = NodeServicer(node)
-    context = PeerContext("coordinator")
+    context = _peer("coordinator")
     document = registry_pb2.RegistryDocument(
         version=2,
         coordinator_key=coordinator.verifier.encode(),
@@ -850,16 +855,16 @@ def _node_rpc(work: Path) -> Harness:
         )
 
     methods: list[tuple[type[Message], Callable[[Any], object]]] = [
-        (registry_pb2.SignedRegistry, lambda r: servicer.UpdateRegistry(r, context)),  # type: ignore[arg-type]
+        (registry_pb2.SignedRegistry, lambda r: servicer.UpdateRegistry(r, context)),
         (
             registry_pb2.RegistryDocument,
             lambda d: servicer.UpdateRegistry(resigned(d.SerializeToString()), context),
-        ),  # type: ignore[arg-type]
-        (node_pb2.GetNodeInfoRequest, lambda r: servicer.GetNodeInfo(r, context)),  # type: ignore[arg-type]
-        (node_pb2.ResolveRequest, lambda r: servicer.Resolve(r, context)),  # type: ignore[arg-type]
-        (node_pb2.IssueTokenRequest, lambda r: servicer.IssueToken(r, context)),  # type: ignore[arg-type]
-        (node_pb2.ComputeRequest, lambda r: servicer.Compute(r, context)),  # type: ignore[arg-type]
-        (node_pb2.OwnSpendSumRequest, lambda r: servicer.OwnSpendSum(r, context)),  # type: ignore[arg-type]
+        ),
+        (node_pb2.GetNodeInfoRequest, lambda r: servicer.GetNodeInfo(r, context)),
+        (node_pb2.ResolveRequest, lambda r: servicer.Resolve(r, context)),
+        (node_pb2.IssueTokenRequest, lambda r: servicer.IssueToken(r, context)),
+        (node_pb2.ComputeRequest, lambda r: servicer.Compute(r, context)),
+        (node_pb2.OwnSpendSumRequest, lambda r: servicer.OwnSpendSum(r, context)),
     ]
     document.version = 1
     seeds = [
@@ -905,13 +910,15 @@ def _consent_rpc(work: Path) -> Harness:
     )
     store.import_table(engine, table, "pay", clock=_clock)
     book = ConsentBook(engine, "pay", _LedgerClient(ledger, "pay"), _clock)
+    # the ledger client is used by ExportSubject alone, which calls the ledger over gRPC and
+    # is left out here
     servicer = ConsentServicer(book, None, signer.verifier, _clock)  # type: ignore[arg-type]
-    context = PeerContext("pay")
+    context = _peer("pay")
     methods: list[tuple[type[Message], Callable[[Any], object]]] = [
-        (pb.GrantConsentRequest, lambda r: servicer.Grant(r, context)),  # type: ignore[arg-type]
-        (pb.RevokeConsentRequest, lambda r: servicer.Revoke(r, context)),  # type: ignore[arg-type]
-        (pb.SubjectRequest, lambda r: servicer.Show(r, context)),  # type: ignore[arg-type]
-        (pb.SubjectRequest, lambda r: servicer.EraseSubject(r, context)),  # type: ignore[arg-type]
+        (pb.GrantConsentRequest, lambda r: servicer.Grant(r, context)),
+        (pb.RevokeConsentRequest, lambda r: servicer.Revoke(r, context)),
+        (pb.SubjectRequest, lambda r: servicer.Show(r, context)),
+        (pb.SubjectRequest, lambda r: servicer.EraseSubject(r, context)),
     ]
     terms = terms_to_proto(default_terms(["marketing", "risk-scoring"], controller="pay", now=NOW))
     seeds = [
