@@ -876,6 +876,33 @@ def _node_rpc(work: Path) -> Harness:
     return Harness(_dispatch(methods), seeds, _data_version(work / "node.db"), engine.dispose)
 
 
+def _alignment_rpc(work: Path) -> Harness:
+    """A channel blocking rows (after a revocation) and reading the rows blocked for it."""
+    from accord.coordinator.alignment_server import AlignmentServicer
+    from accord.coordinator.blocking import RowBlocker
+    from accord.coordinator.registry import NodeRegistry
+    from accord.crypto.keys import NoteSigner
+    from accord.proto.v1 import alignment_pb2 as pb
+    from accord.rpc.tls import PartyCredentials
+
+    party, ca_pem = _pki(work)
+    engine = _store(work / "blocking.db", "coordinator")
+    registry = NodeRegistry(engine, NoteSigner.generate(ORIGIN), ca_pem=ca_pem, clock=_clock)
+    credentials = PartyCredentials.load(party.parent / "coordinator")
+    blocker = RowBlocker(engine, credentials, registry.view, _clock)
+    servicer = AlignmentServicer(None, blocker)  # type: ignore[arg-type]  # runs: not fuzzed
+    context = _peer("pay")
+    methods: list[tuple[type[Message], Callable[[Any], object]]] = [
+        (pb.BlockRequest, lambda r: servicer.Block(r, context)),
+        (pb.BlockedRowsRequest, lambda r: servicer.GetBlockedRows(r, context)),
+    ]
+    seeds = [
+        b"\x00" + pb.BlockRequest(row_keys=[b"\x01" * 16, b"\x02" * 16]).SerializeToString(),
+        b"\x01",
+    ]
+    return Harness(_dispatch(methods), seeds, _data_version(work / "blocking.db"), engine.dispose)
+
+
 class _LedgerClient:
     """A node's ledger client talking to the ledger in this process (no gRPC hop)."""
 
@@ -961,12 +988,9 @@ TARGETS: tuple[Target, ...] = (
     Target("channel-csv", "channel table CSV + schema, imported into a node store", _channel_csv),
     Target("ledger-rpc", "accord.v1.Ledger requests into the coordinator's ledger", _ledger_rpc),
     Target("witness-rpc", "accord.v1.Witness requests into a node's witness", _witness_rpc),
-    Target(
-        "registry-rpc", "accord.v1.Registry requests into the coordinator's registry", _registry_rpc
-    ),
-    Target(
-        "node-rpc", "accord.v1.NodeService requests (UpdateRegistry, ...) into a node", _node_rpc
-    ),
+    Target("registry-rpc", "accord.v1.Registry requests into the registry", _registry_rpc),
+    Target("alignment-rpc", "accord.v1.Alignment Block/GetBlockedRows", _alignment_rpc),
+    Target("node-rpc", "accord.v1.NodeService requests (UpdateRegistry, ...)", _node_rpc),
     Target("consent-rpc", "accord.v1.Consent requests into a node's consent book", _consent_rpc),
 )
 
