@@ -194,7 +194,7 @@ def read_proof_file(path: Path) -> InclusionProof | ConsistencyProof:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise InvalidInput(f"{path} does not exist") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput(f"{path} is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidInput(f"{path}: expected a JSON object")

@@ -132,7 +132,7 @@ def _disclosed_node_nonce(credential: str, node: str) -> str:
             continue
         try:
             salt_name_value = json.loads(_unb64(part))
-        except (ValueError, binascii.Error):
+        except (ValueError, binascii.Error, RecursionError):
             continue
         if (
             isinstance(salt_name_value, list)
@@ -209,7 +209,7 @@ def verify(
     for part in parts[1:-1]:
         try:
             salt_name_value = json.loads(_unb64(part))
-        except (ValueError, binascii.Error) as exc:
+        except (ValueError, binascii.Error, RecursionError) as exc:  # RecursionError: nesting
             raise CredentialRejected("credential tampered: a disclosure does not decode") from exc
         if (
             isinstance(salt_name_value, list)

@@ -109,7 +109,7 @@ def verify_membership(signed: bytes, ca_cert_pem: bytes) -> Membership:
         outer = json.loads(signed)
         document = outer["document"].encode()
         signature = base64.b64decode(outer["signature"], validate=True)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise MalformedInput("not a signed membership file") from exc
     public_key = load_certificate(ca_cert_pem).public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -131,7 +131,7 @@ def verify_membership(signed: bytes, ca_cert_pem: bytes) -> Membership:
             for m in body["members"]
         )
         membership = Membership(str(body["network"]), int(body["version"]), members)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise MalformedInput("the membership document is malformed") from exc
     if len({m.party for m in members}) != len(members):
         raise MalformedInput("the membership document lists a party twice")

@@ -351,7 +351,7 @@ class ProvenLookup:
                 [bytes(h) for h in proof.hashes],  # type: ignore[attr-defined]
                 checkpoint.root_hash,
             )
-        except (InvalidInput, ValueError) as exc:
+        except (InvalidInput, ValueError, RecursionError) as exc:
             # Not provably ours (or a status we cannot read): send it; a duplicate is harmless.
             log.warning("ledger outbox: no proof the entry is on the ledger", reason=str(exc))
             return None

@@ -306,7 +306,7 @@ def consent_check(
         doc = json.loads(proof.read_text())
     except FileNotFoundError as exc:
         raise InvalidInput(f"{proof} does not exist") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput(f"{proof} is not JSON: {exc}") from exc
     try:
         valid = verify_consent_proof(doc, load_coordinator_verifier(pki))

@@ -35,7 +35,7 @@ def _hex(value: str, what: str) -> bytes:
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8
         raise InvalidInput(f"{path} is not {what}: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidInput(f"{path} is not {what}")

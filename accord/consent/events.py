@@ -262,7 +262,8 @@ def decode(data: bytes) -> Event:
     """Parse and validate one ledger entry; raise :class:`InvalidInput` naming the problem."""
     try:
         obj = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the interpreter's stack, a few kB of brackets
         raise InvalidInput("a ledger event must be canonical JSON") from exc
     if not isinstance(obj, dict):
         raise InvalidInput("a ledger event must be a JSON object")

@@ -70,7 +70,7 @@ def _parse_schema(path: Path) -> tuple[str, dict[str, ColumnType]]:
         raw = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise InvalidInput(f"{path} is missing: every channel CSV needs its schema file") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("columns"), list):
         raise InvalidInput(f"{path}: expected an object with a 'columns' list")

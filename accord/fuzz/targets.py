@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 import grpc
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf.message import DecodeError, Message
 
 from accord.errors import InvalidInput
@@ -30,6 +32,7 @@ from accord.fuzz.harness import Harness, Target
 
 ORIGIN = "accord.fuzz/coordinator"
 M = TypeVar("M", bound=Message)
+DEEP_JSON = b"[" * 1500  # nested deeper than the interpreter's stack allows
 NOW = 1_790_000_000 - 1_790_000_000 % 86400 + 3600
 
 
@@ -149,6 +152,20 @@ def _merkle_tree(count: int) -> tuple[list[bytes], Any]:
     return leaves, store
 
 
+def _proof_file(work: Path) -> Callable[[bytes], object]:
+    """An auditor's proof file (``accord audit verify-proof``): read, then verified."""
+    from accord.audit import read_proof_file
+
+    path = work / "proof.json"
+
+    def call(data: bytes) -> object:
+        path.write_bytes(data)
+        read_proof_file(path).verify()
+        return None
+
+    return call
+
+
 def _inclusion(work: Path) -> Harness:
     from accord.crypto.merkle import InclusionProof, inclusion_proof, root_at
 
@@ -160,14 +177,7 @@ def _inclusion(work: Path) -> Harness:
         doc = InclusionProof(index, len(leaves), root, leaves[index], tuple(proof))
         seeds.append(json.dumps(doc.to_json()).encode())
 
-    def call(data: bytes) -> object:
-        doc = _json(data)
-        if not isinstance(doc, dict):
-            raise InvalidInput("an inclusion proof is a JSON object")
-        InclusionProof.from_json(doc).verify()
-        return None
-
-    return Harness(call, seeds)
+    return Harness(_proof_file(work), seeds)
 
 
 def _consistency(work: Path) -> Harness:
@@ -182,14 +192,7 @@ def _consistency(work: Path) -> Harness:
         )
         seeds.append(json.dumps(doc.to_json()).encode())
 
-    def call(data: bytes) -> object:
-        doc = _json(data)
-        if not isinstance(doc, dict):
-            raise InvalidInput("a consistency proof is a JSON object")
-        ConsistencyProof.from_json(doc).verify()
-        return None
-
-    return Harness(call, seeds)
+    return Harness(_proof_file(work), seeds)
 
 
 def _tiles(work: Path) -> Harness:
@@ -284,6 +287,7 @@ def _consent_event(work: Path) -> Harness:
         encode(ConsentGranted("pay", b"\x01" * 32, b"\x02" * 32, ("risk-scoring",), NOW, NOW)),
         encode(ConsentRevoked("pay", b"\x01" * 32, b"\x02" * 32, NOW, "withdrawn")),
         encode(Record("pay", "erasure", NOW, {"count": 1})),
+        DEEP_JSON,
     ]
     return Harness(decode, seeds)
 
@@ -444,7 +448,10 @@ def _sd_jwt(work: Path) -> Harness:
             now=now,
         )
 
-    return Harness(call, [b"\x00" + presentation.encode(), b"\x01" + holder_json.encode()])
+    jwt, _, rest = presentation.partition("~")
+    deep = base64.urlsafe_b64encode(DEEP_JSON).decode().rstrip("=")
+    seeds = [presentation, f"{jwt}~{deep}~{rest}"]
+    return Harness(call, [b"\x00" + p.encode() for p in seeds] + [b"\x01" + holder_json.encode()])
 
 
 def _bbs_proof(work: Path) -> Harness:
@@ -573,6 +580,35 @@ def _registry(work: Path) -> Harness:
         return verify_registry(received, coordinator.verifier, ca_pem=ca_pem)
 
     return Harness(call, [b"\x00" + signed.SerializeToString(), b"\x01" + signed.document])
+
+
+def _membership(work: Path) -> Harness:
+    """The coordinator's signed membership list (members.json); selector byte 1: a document
+    the CA did sign, so the parser behind the signature check is reached too."""
+    from accord.crypto.membership import DOMAIN
+    from accord.pki_layout import CA_KEY_FILE, MEMBERS_FILE, load_membership
+    from accord.secrets import read_secret
+
+    party, ca_pem = _pki(work)
+    members = party.parent / "coordinator" / MEMBERS_FILE
+    seed = members.read_bytes()
+    key = serialization.load_pem_private_key(
+        read_secret(party.parent / "ca" / CA_KEY_FILE).encode(), password=None
+    )
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    path = work / "members.json"
+
+    def call(data: bytes) -> object:
+        if data[:1] == b"\x01":
+            document = data[1:]
+            signature = key.sign(DOMAIN + document, ec.ECDSA(hashes.SHA256()))
+            outer = {"document": _text(document), "signature": base64.b64encode(signature).decode()}
+            data = b"\x00" + json.dumps(outer).encode()
+        path.write_bytes(data[1:])
+        return load_membership(path, ca_pem)
+
+    inner = json.loads(seed)["document"].encode()
+    return Harness(call, [b"\x00" + seed, b"\x01" + inner, b"\x01" + DEEP_JSON])
 
 
 def _policy(work: Path) -> Harness:
@@ -728,6 +764,7 @@ def _ledger_rpc(work: Path) -> Harness:
         b"\x03" + pb.GetEntriesRequest(start=1, count=3).SerializeToString(),
         b"\x04" + pb.ProveExtendsRequest(old_checkpoint=old).SerializeToString(),
         b"\x05" + pb.GetConsentStatusRequest(consent=b"\x02" * 32).SerializeToString(),
+        b"\x00" + pb.AppendRequest(entries=[DEEP_JSON]).SerializeToString(),
     ]
     return Harness(_dispatch(methods), seeds, _data_version(work / "ledger.db"), close)
 
@@ -970,8 +1007,10 @@ def _consent_rpc(work: Path) -> Harness:
 TARGETS: tuple[Target, ...] = (
     Target("note", "C2SP signed note + cosignatures (crypto.note, crypto.cosignature)", _note),
     Target("checkpoint", "C2SP checkpoint text and signed checkpoint", _checkpoint),
-    Target("merkle-inclusion", "RFC 9162 inclusion proof JSON, verified", _inclusion),
-    Target("merkle-consistency", "RFC 9162 consistency proof JSON, verified", _consistency),
+    Target("merkle-inclusion", "RFC 9162 inclusion proof file, verified", _inclusion),
+    Target(
+        "merkle-consistency", "RFC 9162 consistency proof file, read and verified", _consistency
+    ),
     Target("tiles", "tlog tile path, tile, entry bundle, root from served tiles", _tiles),
     Target("statusmap", "consent status-map proof JSON, verified", _statusmap),
     Target("consent-event", "ledger entry bytes (accord.consent.events.decode)", _consent_event),
@@ -982,6 +1021,7 @@ TARGETS: tuple[Target, ...] = (
     Target("bbs-proof", "raw BBS proof bytes (crypto.bbs.proof_verify)", _bbs_proof),
     Target("registration", "node registration request (coordinator side)", _registration),
     Target("registry", "signed registry bytes, and the signed document", _registry),
+    Target("membership", "signed membership list file (members.json)", _membership),
     Target("policy", "scoring policy TOML", _policy),
     Target("purchase-csv", "purchase log CSV import", _purchase_csv),
     Target("consents-csv", "consent decisions CSV import", _consents_csv),

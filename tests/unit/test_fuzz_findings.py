@@ -1,5 +1,6 @@
-"""What the fuzzer (make fuzz) found: inputs that escaped as IndexError, ValueError,
-UnicodeDecodeError or csv.Error, and are now refused with the project's InvalidInput."""
+"""What the fuzzer (make fuzz) found: inputs that escaped as TypeError, ValueError,
+UnicodeDecodeError, csv.Error, InvalidVersion or RecursionError, and are now refused with the
+project's errors (and, at the CLI, one readable line)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,26 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from accord import credentials
+from accord.audit import read_proof_file
+from accord.cli.main import run
 from accord.consent import credential as cred
+from accord.consent.events import decode
 from accord.coordinator.policy import parse_policy
+from accord.crypto.keys import KeyAgreementKey, NoteSigner
+from accord.crypto.membership import DOMAIN as MEMBERSHIP_DOMAIN
+from accord.crypto.membership import verify_membership
 from accord.crypto.merkle import ConsistencyProof, InclusionProof
 from accord.crypto.pki import certificate_common_name, issue_party_certificate, make_ca
 from accord.crypto.statusmap import StatusProof
 from accord.data.channel_file import read_channel_table
 from accord.data.consents import read_decisions
 from accord.data.purchase_file import read_purchase_log
-from accord.errors import InvalidInput
+from accord.errors import InvalidInput, NotAuthenticated
 
 HASH = base64.b64encode(bytes(32)).decode()
 
@@ -131,3 +141,73 @@ def test_unreadable_csv_imports_are_refused(tmp_path: Path, body: bytes, where: 
     ):
         with pytest.raises(InvalidInput, match=rf"{path.name}{where}"):
             read(path)
+
+
+DEEP = b"[" * 5000  # nested deeper than the interpreter's stack: json raises RecursionError
+
+
+def test_a_ledger_entry_nested_too_deep_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="canonical JSON"):
+        decode(DEEP)
+
+
+def test_an_sd_jwt_disclosure_nested_too_deep_is_refused() -> None:
+    deep = base64.urlsafe_b64encode(DEEP).decode().rstrip("=")
+    with pytest.raises(NotAuthenticated, match="a disclosure does not decode"):
+        credentials.verify(
+            f"eyJhbGciOiJFZERTQSJ9.e30.AA~{deep}~kb",
+            node="pay",
+            kx_key=KeyAgreementKey.generate(),
+            issuer=NoteSigner.generate("accord.test/coordinator").verifier,
+            purpose="marketing",
+            now=0,
+        )
+
+
+def test_proof_files_nested_too_deep_are_refused(tmp_path: Path) -> None:
+    proof = tmp_path / "proof.json"
+    proof.write_bytes(DEEP)
+    with pytest.raises(InvalidInput, match="is not JSON"):
+        read_proof_file(proof)
+    (tmp_path / "shop.schema.json").write_bytes(DEEP)
+    (tmp_path / "shop.csv").write_bytes(b"local_ref,phone,email\n")
+    with pytest.raises(InvalidInput, match="is not valid JSON"):
+        read_channel_table(tmp_path / "shop.csv")
+
+
+def test_a_membership_list_nested_too_deep_is_refused() -> None:
+    now = dt.datetime.now(dt.UTC)
+    ca = make_ca("accord.test", now=now)
+    with pytest.raises(InvalidInput, match="not a signed membership file"):
+        verify_membership(DEEP, ca.cert_pem)
+    # behind a valid CA signature, too: the operator signs what its tool wrote, but the parser
+    # is the last line of defence for a file passed around by hand
+    key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    signature = key.sign(MEMBERSHIP_DOMAIN + DEEP, ec.ECDSA(hashes.SHA256()))
+    signed = json.dumps(
+        {"document": DEEP.decode(), "signature": base64.b64encode(signature).decode()}
+    ).encode()
+    with pytest.raises(InvalidInput, match="membership document is malformed"):
+        verify_membership(signed, ca.cert_pem)
+
+
+@pytest.mark.parametrize("content", [DEEP, b"\xff\xfe{}"], ids=["too-deep", "not-utf8"])
+def test_cli_files_that_do_not_read_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    shown = tmp_path / "presentation.json"
+    shown.write_bytes(content)
+    options = ["--public-key", "00", "--channel", "shop", "--purpose", "marketing"]
+    options += ["--nonce", "00", "--audience", "coordinator"]
+    code = run(["wallet", "verify", "--presentation", str(shown), *options])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1
+    assert len(lines) == 1 and "is not a presentation" in lines[0], err
+    proof = tmp_path / "consent-proof.json"
+    proof.write_bytes(content)
+    assert run(["audit", "consent", "--proof", str(proof), "--pki", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "is not JSON" in lines[0], err
