@@ -101,7 +101,12 @@ def issue(
     """``nodes``: each node's X25519 public key and its row key for this customer."""
     try:
         holder = JWK.from_json(holder_jwk)
-    except (JWException, ValueError, TypeError) as exc:
+    except (
+        JWException,
+        ValueError,
+        TypeError,
+        KeyError,
+    ) as exc:  # KeyError: a field of another kty
         raise InvalidInput("holder_jwk is not a JWK") from exc
     if holder.get("kty") != "EC" or holder.get("crv") != "P-256" or holder.has_private:
         raise InvalidInput("holder_jwk must be a public P-256 (EC) key")

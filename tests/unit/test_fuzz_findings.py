@@ -164,6 +164,22 @@ def test_an_sd_jwt_disclosure_nested_too_deep_is_refused() -> None:
         )
 
 
+def test_a_holder_jwk_with_a_field_of_another_key_type_is_refused() -> None:
+    # jwcrypto raises KeyError for "k" (a symmetric key's field) on an EC key
+    jwk = json.dumps({"kty": "EC", "crv": "P-256", "k": "AA", "x": "AA", "y": "AA"})
+    with pytest.raises(InvalidInput, match="holder_jwk is not a JWK"):
+        credentials.issue(
+            NoteSigner.generate("accord.test/coordinator"),
+            request_id="r1",
+            purposes=["marketing"],
+            touchpoint="checkout",
+            model="m1",
+            nodes={},
+            holder_jwk=jwk,
+            now=0,
+        )
+
+
 def test_proof_files_nested_too_deep_are_refused(tmp_path: Path) -> None:
     proof = tmp_path / "proof.json"
     proof.write_bytes(DEEP)
