@@ -5,6 +5,8 @@ as a crash, a refusal that stored something counts as a state change."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,22 @@ def test_the_judge_counts_crashes_and_stores_on_refusal(tmp_path: Path) -> None:
         "state changed on refusal",
         "IndexError: list index out of range",
     ]
+
+
+def test_make_fuzz_runs_atheris_and_prints_the_table(tmp_path: Path) -> None:
+    # what `make fuzz` runs, on one target and a few hundred inputs: libFuzzer drives the
+    # target in its own process, the table comes back through the result file
+    fuzz = [sys.executable, "-m", "accord.fuzz", "--inputs", "300", "--seconds", "60"]
+    done = subprocess.run(
+        [*fuzz, "--out", str(tmp_path), "tiles"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    header, _, row = done.stdout.splitlines()[:3]
+    assert header.split()[:5] == ["target", "inputs", "accepted", "refused", "crashes"]
+    assert row.split()[:2] == ["tiles", "300"]
+    assert row.split()[4:6] == ["0", "n/a"]  # no crash; a pure parser keeps no state
+    assert "INFO: Seed: 1" in (tmp_path / "tiles.log").read_text()  # libFuzzer ran it
