@@ -85,7 +85,7 @@ numerics: setup
 # Every parser of another party's or a file's bytes under the coverage-guided fuzzer
 # (accord/fuzz/): FUZZ_INPUTS per target, each capped at FUZZ_SECONDS, FUZZ_JOBS at a time.
 FUZZ_INPUTS  ?= 100000
-FUZZ_SECONDS ?= 300
+FUZZ_SECONDS ?= 600
 FUZZ_JOBS    ?= 2
 fuzz: setup
 	$(BIN)/python -m accord.fuzz --inputs $(FUZZ_INPUTS) --seconds $(FUZZ_SECONDS) --jobs $(FUZZ_JOBS) $(FUZZ_TARGETS)

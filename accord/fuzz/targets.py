@@ -286,7 +286,7 @@ def _consent_event(work: Path) -> Harness:
     seeds = [
         encode(ConsentGranted("pay", b"\x01" * 32, b"\x02" * 32, ("risk-scoring",), NOW, NOW)),
         encode(ConsentRevoked("pay", b"\x01" * 32, b"\x02" * 32, NOW, "withdrawn")),
-        encode(Record("pay", "erasure", NOW, {"count": 1})),
+        encode(Record("pay", "policy.version", NOW, {"version": "v1"})),
         DEEP_JSON,
     ]
     return Harness(decode, seeds)
@@ -493,14 +493,14 @@ def _pki(work: Path) -> tuple[Path, bytes]:
     return directory / "pay", (directory / "pay" / CA_FILE).read_bytes()
 
 
-def _node_registration(work: Path, identity: Any) -> Any:
+def _node_registration(work: Path, identity: Any, kx_key: Any = None) -> Any:
     from accord.crypto.keys import KeyAgreementKey
     from accord.proto.v1 import common_pb2, registry_pb2
     from accord.registry import sign_exchange_keys
     from accord.rpc.tls import CERT_FILE, KEY_FILE
 
     party, ca_pem = _pki(work)
-    kx = KeyAgreementKey.generate().public_key
+    kx = (kx_key or KeyAgreementKey.generate()).public_key
     statement = sign_exchange_keys(
         (party / KEY_FILE).read_bytes(),
         ca_pem=ca_pem,
@@ -746,6 +746,7 @@ def _ledger_rpc(work: Path) -> Harness:
         appended_by="pay",
     )
     ledger.checkpointer.publish()
+    fresh = encode(ConsentGranted("pay", b"\x09" * 32, b"\x0a" * 32, ("marketing",), NOW, NOW))
     servicer = LedgerServicer(ledger)
     context = _peer("pay")
     methods: list[tuple[type[Message], Callable[[Any], object]]] = [
@@ -757,8 +758,7 @@ def _ledger_rpc(work: Path) -> Harness:
         (pb.GetConsentStatusRequest, lambda r: servicer.GetConsentStatus(r, context)),
     ]
     seeds = [
-        b"\x00"
-        + pb.AppendRequest(entries=[granted[0].replace(b"\x01", b"\x07")]).SerializeToString(),
+        b"\x00" + pb.AppendRequest(entries=[fresh]).SerializeToString(),
         b"\x01" + pb.GetInclusionProofRequest(index=2, tree_size=6).SerializeToString(),
         b"\x02" + pb.GetConsistencyProofRequest(size1=3, size2=6).SerializeToString(),
         b"\x03" + pb.GetEntriesRequest(start=1, count=3).SerializeToString(),
@@ -863,11 +863,12 @@ def _node_rpc(work: Path) -> Harness:
     _, ca_pem = _pki(work)
     coordinator = NoteSigner.generate(ORIGIN)
     engine = _store(work / "node.db", "node")
+    keys = load_or_create_keys(work / "pay-keys", "pay")
     node = Node(
         engine,
         channel="pay",
         role="feature",
-        keys=load_or_create_keys(work / "pay-keys", "pay"),
+        keys=keys,
         coordinator_key=coordinator.verifier,
         network_ca=ca_pem,
         clock=_clock,
@@ -880,7 +881,7 @@ def _node_rpc(work: Path) -> Harness:
         issued_at=NOW,
         nodes=[
             registry_pb2.RegistryEntry(
-                node=_node_registration(work, NoteSigner.generate("pay")), registered_at=NOW
+                node=_node_registration(work, keys.identity, keys.kx), registered_at=NOW
             )
         ],
     )
