@@ -24,7 +24,7 @@ from accord.fuzz.targets import TARGETS
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m accord.fuzz", description=__doc__)
     parser.add_argument("--inputs", type=int, default=100_000, help="inputs per target")
-    parser.add_argument("--seconds", type=float, default=300.0, help="time cap per target")
+    parser.add_argument("--seconds", type=float, default=600.0, help="time cap per target")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--engine", choices=("atheris", "mutate"), default="atheris")
     parser.add_argument("--out", type=Path, default=Path("build/fuzz"))
