@@ -17,7 +17,8 @@ from pathlib import Path
 from accord.errors import Unavailable
 from accord.rpc.endpoint import ENDPOINT_FILE, METRICS_ENDPOINT_FILE, wait_for_endpoint
 
-STOP_TIMEOUT_S = 15.0
+# a coordinator stops its SuperLink, then gRPC (5 s grace); on a loaded host that took > 15 s
+STOP_TIMEOUT_S = 30.0
 
 
 @dataclass
