@@ -82,7 +82,7 @@ LTV_ROUNDS = 3
 DOWN = "store"  # the host taken down in the P8 run
 
 
-def _accord_root(*args: str, timeout: float = 120) -> None:
+def _accord_root(*args: str, timeout: float = 300) -> None:
     """The operator's own commands (its CA folder), outside every party's domain."""
     done = subprocess.run(
         [sys.executable, "-m", "accord", *args], capture_output=True, text=True, timeout=timeout
