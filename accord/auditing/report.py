@@ -309,6 +309,7 @@ def _violations_section(report: ViolationReport) -> str:
             f"{_esc(shown)} (of {report.uses_checked} uses checked).</p>"
             + _table(("entry", "node", "purpose", "what is wrong"), rows)
         )
+    body += _proofs_paragraph(report)
     if report.unreadable:
         listed = ", ".join(str(i) for i, _ in report.unreadable[:20])
         body += (
@@ -316,6 +317,25 @@ def _violations_section(report: ViolationReport) -> str:
             f"{_esc(listed)}.</p>"
         )
     return _section("Violations (independent replay)", body, "violations")
+
+
+def proofs_summary(report: ViolationReport) -> str:
+    """One line: the customers' consent proofs verified and failed, and the logged refusals."""
+    refused = sum(report.refusals.values())
+    by_reason = ", ".join(f"{r} {n}" for r, n in sorted(report.refusals.items()))
+    return (
+        f"consent proofs: {report.proofs_verified} verified, {report.proofs_failed} failed, "
+        f"{report.uses_without_proof} uses without a proof; {refused} uses refused"
+        + (f" ({by_reason})" if by_reason else "")
+    )
+
+
+def _proofs_paragraph(report: ViolationReport) -> str:
+    cls = "bad" if report.proofs_failed else "ok"
+    return (
+        f'<p id="consent-proofs"><span class="{cls}">{_esc(proofs_summary(report))}</span>. '
+        "Each proof was checked against the issuer key its node published on the ledger.</p>"
+    )
 
 
 def _uses_section(events: Sequence[LedgerEvent]) -> str:

@@ -16,6 +16,12 @@ Uses written since issue 16 carry those references sealed to the auditor
 (:class:`SealedDataUse`); the check opens them with the auditor's key (``opener``). A use that
 is not sealed, or does not open with that key, is a violation: nobody can show its consent.
 
+A scoring use may carry the customer's consent proof (:class:`UseProof`): it is verified
+against the issuer key the using node published last before it (:class:`IssuerKey`), for
+that node, that purpose, unexpired at the use's time and bound to the nonce it names; a proof
+that does not verify is a violation. Refusals the nodes logged (:class:`UseRefused`) are
+counted by reason.
+
 Replay follows the rules the coordinator applies when it builds its status map: the first
 grant of a commitment counts, and only the granting node can revoke it. Pure: entries in,
 findings out; no I/O and no clock.
@@ -28,13 +34,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from accord.auditing.entries import LedgerEvent, Opener
+from accord.consent.credential import PresentationRefused, verify_use_proof
 from accord.consent.events import (
     ConsentGranted,
     ConsentRevoked,
     DataUse,
+    IssuerKey,
     Record,
     SealedDataUse,
     Use,
+    UseRefused,
 )
 from accord.crypto.errors import CryptoError
 from accord.errors import InvalidInput
@@ -74,6 +83,12 @@ class ViolationReport:
     violations: tuple[Violation, ...]
     unreadable: tuple[tuple[int, str], ...] = ()
     events_by_type: dict[str, int] = field(default_factory=dict)
+    # the customers' consent proofs: verified, failed (also listed as violations), and the uses
+    # that carry none; the refusals nodes logged, by reason
+    proofs_verified: int = 0
+    proofs_failed: int = 0
+    uses_without_proof: int = 0
+    refusals: dict[str, int] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -124,6 +139,22 @@ def _opened(event: SealedDataUse, opener: Opener | None) -> tuple[Use, ...] | st
         return "the use does not open with the auditor's key (sealed to another key, or altered)"
 
 
+def _proof_problem(event: SealedDataUse, keys: dict[str, bytes]) -> str | None:
+    """Why the entry's consent proof does not authorise its use (None: it does)."""
+    key = keys.get(event.node)
+    if key is None:
+        return (
+            f"the consent proof cannot be checked: {event.node!r} published no issuer key before it"
+        )
+    try:
+        verify_use_proof(key, event)
+    except PresentationRefused as refused:
+        return f"the consent proof is refused ({refused.reason}): {refused}"
+    except InvalidInput as exc:
+        return f"the consent proof is malformed: {exc}"
+    return None
+
+
 def find_violations(events: Iterable[LedgerEvent], opener: Opener | None = None) -> ViolationReport:
     """Replay ``events`` (in ledger order) and check every use against the consent state;
     ``opener`` reads sealed uses with the auditor's key."""
@@ -131,7 +162,10 @@ def find_violations(events: Iterable[LedgerEvent], opener: Opener | None = None)
     violations: list[Violation] = []
     unreadable: list[tuple[int, str]] = []
     types: Counter[str] = Counter()
+    refusals: Counter[str] = Counter()
+    issuer_keys: dict[str, bytes] = {}
     entries = uses = use_events = granted = revoked = 0
+    proofs_verified = proofs_failed = without_proof = 0
     for item in events:
         entries += 1
         event = item.event
@@ -155,8 +189,21 @@ def find_violations(events: Iterable[LedgerEvent], opener: Opener | None = None)
             if state is not None and state.node == event.node and state.revoked_index is None:
                 revoked += 1
                 state.revoked_index, state.revoked_at = item.index, event.at
+        elif isinstance(event, IssuerKey):
+            issuer_keys[event.node] = event.key  # the latest one counts from here on
+        elif isinstance(event, UseRefused):
+            refusals[event.reason] += 1
         elif isinstance(event, SealedDataUse):
             use_events += 1
+            proof_problem = None
+            if event.proof is None:
+                without_proof += len(event.uses)
+            else:
+                proof_problem = _proof_problem(event, issuer_keys)
+                if proof_problem is None:
+                    proofs_verified += 1
+                else:
+                    proofs_failed += 1
             opened = _opened(event, opener)
             for position in range(len(event.uses)):
                 uses += 1
@@ -171,6 +218,8 @@ def find_violations(events: Iterable[LedgerEvent], opener: Opener | None = None)
                         use.subject,
                         use.consent_index,
                     )
+                if proof_problem is not None:
+                    problems.append(proof_problem)
                 if problems:
                     violations.append(
                         Violation(
@@ -209,4 +258,8 @@ def find_violations(events: Iterable[LedgerEvent], opener: Opener | None = None)
         violations=tuple(violations),
         unreadable=tuple(unreadable),
         events_by_type=dict(types),
+        proofs_verified=proofs_verified,
+        proofs_failed=proofs_failed,
+        uses_without_proof=without_proof,
+        refusals=dict(refusals),
     )

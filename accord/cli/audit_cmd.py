@@ -26,7 +26,7 @@ from accord.audit import (
     write_json,
 )
 from accord.auditing.entries import AuditClient, auditor_opener
-from accord.auditing.report import ReportData, check_writable, write_report
+from accord.auditing.report import ReportData, check_writable, proofs_summary, write_report
 from accord.auditing.trail import read_opening, subject_trail
 from accord.auditing.violations import find_violations
 from accord.auditing.witnesses import (
@@ -355,7 +355,7 @@ def violations(
         f"[green]no violations[/green]: {report.uses_checked} uses in {report.use_events} "
         f"data-use entries checked against {report.consents_granted} consents "
         f"({report.consents_revoked} revoked), replaying {report.entries} entries re-hashed to "
-        f"checkpoint {held.checkpoint.size}"
+        f"checkpoint {held.checkpoint.size}; {proofs_summary(report)}"
     )
 
 
@@ -464,5 +464,5 @@ def report(
     )
     Console().print(
         f"wrote {path}: checkpoint {cp.size}, {found.uses_checked} uses checked, {verdict}, "
-        f"{len(cosigned)} cosignatures"
+        f"{len(cosigned)} cosignatures; {proofs_summary(found)}"
     )

@@ -26,6 +26,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from accord.consent.events import SealedDataUse, UseProof
 from accord.consent.vocabulary import PURPOSES
 from accord.crypto.bbs import blind
 from accord.crypto.bbs.suite import PROOF_MIN_LENGTH, SCALAR_LENGTH
@@ -171,7 +172,9 @@ class Presentation:
 
 
 class PresentationRefused(InvalidInput):
-    """A presentation that does not authorise this use; ``reason`` says which check failed."""
+    """A presentation that does not authorise this use; ``reason`` says which check failed:
+    one of :data:`accord.consent.events.REFUSAL_REASONS` (``missing`` and ``replayed`` are the
+    node's, which knows whether a proof was required and which proofs it accepted before)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -218,6 +221,30 @@ def verify_presentation(
         raise PresentationRefused("proof", "the consent proof does not verify") from exc
 
 
+def use_proof(presentation: Presentation, nonce: bytes) -> UseProof:
+    """What goes onto the ledger with the use: the proof, its expiry and the request nonce."""
+    return UseProof(presentation.expires_at, nonce.decode(), presentation.proof)
+
+
+def verify_use_proof(pk: bytes, event: SealedDataUse) -> None:
+    """The auditor's check of a ledger entry's proof, from the channel's public key alone: it
+    authorised this node's use for this purpose, unexpired when the use was logged, and was
+    made for the request nonce it names with the node as audience. Raises
+    :class:`PresentationRefused` (``InvalidInput`` if the entry carries no proof)."""
+    if event.proof is None:
+        raise InvalidInput("this use carries no consent proof")
+    proof = event.proof
+    verify_presentation(
+        pk,
+        Presentation(event.node, event.purpose, proof.expires, proof.proof),
+        channel=event.node,
+        purpose=event.purpose,
+        nonce=proof.nonce.encode(),
+        audience=event.node,
+        now=event.at,
+    )
+
+
 __all__ = [
     "HEADER",
     "MESSAGE_COUNT",
@@ -228,5 +255,7 @@ __all__ = [
     "issue",
     "presentation_header",
     "purpose_index",
+    "use_proof",
     "verify_presentation",
+    "verify_use_proof",
 ]

@@ -160,6 +160,23 @@ class UseTag:
 
 
 @dataclass(frozen=True)
+class UseProof:
+    """The customer's consent proof for a one-use ``data.use``, in clear: anyone holding the
+    node's issuer key (its ``issuer.key`` entry) re-checks it (:mod:`accord.consent.credential`).
+
+    It discloses the node (the entry's), the purpose (the entry's), the credential's expiry (a
+    UTC midnight every credential of that day shares), and the request's nonce the proof is
+    bound to (fresh per request); the proof itself is fresh randomness per use."""
+
+    expires: int
+    nonce: str
+    proof: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"expires": self.expires, "nonce": self.nonce, "proof": b64(self.proof)}
+
+
+@dataclass(frozen=True)
 class SealedDataUse:
     """A ``data.use`` only the auditor and the customer can link (:mod:`accord.crypto.use_seal`).
 
@@ -174,10 +191,11 @@ class SealedDataUse:
     at: int
     uses: tuple[UseTag, ...]
     audit: bytes
+    proof: UseProof | None = None  # scoring uses the customer proved consent for
     TYPE = "data.use"
 
     def clear_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "v": VERSION,
             "type": self.TYPE,
             "node": self.node,
@@ -185,6 +203,9 @@ class SealedDataUse:
             "at": self.at,
             "uses": [{"nonce": b64(u.nonce), "tag": b64(u.tag)} for u in self.uses],
         }
+        if self.proof is not None:  # in clear, and under the seal's binding like the rest
+            out["proof"] = self.proof.to_json()
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {**self.clear_json(), "audit": b64(self.audit)}
@@ -204,13 +225,17 @@ def seal_data_use(
     at: int,
     uses: Sequence[tuple[Use, bytes]],
     auditor: bytes | None,
+    proof: UseProof | None = None,
 ) -> SealedDataUse:
     """A sealed ``data.use`` for ``uses`` (each with the customer's tag key), sealed to the
-    ``auditor``'s key (an uncompressed P-256 point), or unsealed if there is none."""
+    ``auditor``'s key (an uncompressed P-256 point), or unsealed if there is none; ``proof``,
+    the customer's consent proof, only for an entry of one use."""
     if not 1 <= len(uses) <= MAX_SEALED_USES:
         raise InvalidInput(f"a data.use holds 1 to {MAX_SEALED_USES} uses")
+    if proof is not None and len(uses) != 1:
+        raise InvalidInput("a consent proof goes with a data.use of one use")
     tags = tuple(UseTag(*new_use_tag(key)) for _, key in uses)
-    draft = SealedDataUse(node, purpose, at, tags, b"")
+    draft = SealedDataUse(node, purpose, at, tags, b"", proof)
     if auditor is None:
         return draft
     audited = tuple(AuditedUse(u.subject, u.consent, u.consent_index) for u, _ in uses)
@@ -251,7 +276,54 @@ class Record:
 
 RECORD_KINDS = ("alignment.run", "model.version", "policy.version", "training.run")
 
-Event = ConsentGranted | ConsentRevoked | DataUse | SealedDataUse | Record
+
+@dataclass(frozen=True)
+class IssuerKey:
+    """A channel's BBS public key for the consent credentials it issues, written by the channel
+    itself (ledger authorship): an auditor checks every proof of its uses against the key the
+    channel published last before the use."""
+
+    node: str
+    at: int
+    key: bytes
+    TYPE = "issuer.key"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "type": self.TYPE,
+            "node": self.node,
+            "at": self.at,
+            "key": b64(self.key),
+        }
+
+
+@dataclass(frozen=True)
+class UseRefused:
+    """A use a node refused because its consent proof did not authorise it. Names no customer
+    and no request: the node, the purpose asked, the time and the reason."""
+
+    node: str
+    purpose: str
+    at: int
+    reason: str
+    TYPE = "use.refused"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "type": self.TYPE,
+            "node": self.node,
+            "purpose": self.purpose,
+            "at": self.at,
+            "reason": self.reason,
+        }
+
+
+REFUSAL_REASONS = ("missing", "channel", "purpose", "expired", "replayed", "proof")
+ISSUER_KEY_BYTES = 96
+
+Event = ConsentGranted | ConsentRevoked | DataUse | SealedDataUse | Record | IssuerKey | UseRefused
 
 
 def encode(event: Event) -> bytes:
@@ -321,6 +393,15 @@ def decode(data: bytes) -> Event:
         return DataUse(
             node, purpose, _str(obj.get("session"), "session", SESSION), at, tuple(parsed)
         )
+    if kind == IssuerKey.TYPE:
+        _only(obj, {"v", "type", "node", "at", "key"})
+        return IssuerKey(node, at, _bytes(obj.get("key"), "key", ISSUER_KEY_BYTES))
+    if kind == UseRefused.TYPE:
+        _only(obj, {"v", "type", "node", "purpose", "at", "reason"})
+        (purpose,) = check_terms("purposes", [str(obj.get("purpose"))], "purpose")
+        if obj.get("reason") not in REFUSAL_REASONS:
+            raise InvalidInput(f"reason must be one of {', '.join(REFUSAL_REASONS)}")
+        return UseRefused(node, purpose, at, str(obj["reason"]))
     if kind == Record.TYPE:
         _only(obj, {"v", "type", "node", "kind", "at", "body"})
         if obj.get("kind") not in RECORD_KINDS:
@@ -343,8 +424,33 @@ def _bytes(value: object, field: str, size: int) -> bytes:
     return raw
 
 
+def _use_proof(value: object) -> UseProof:
+    if not isinstance(value, dict):
+        raise InvalidInput("proof must be an object")
+    _only(value, {"expires", "nonce", "proof"})
+    nonce = value["nonce"]
+    if not isinstance(nonce, str) or not 1 <= len(nonce) <= MAX_PROOF_NONCE:
+        raise InvalidInput(f"proof.nonce must be 1 to {MAX_PROOF_NONCE} characters")
+    proof = value["proof"]
+    if not isinstance(proof, str) or len(proof) > MAX_PROOF_CHARS:
+        raise InvalidInput("proof.proof must be a base64 string")
+    try:
+        raw = base64.b64decode(proof, validate=True)
+    except binascii.Error as exc:
+        raise InvalidInput("proof.proof is not valid base64") from exc
+    return UseProof(_int(value["expires"], "proof.expires"), nonce, raw)
+
+
+MAX_PROOF_NONCE = 64
+MAX_PROOF_CHARS = 4096
+
+
 def _sealed_use(obj: Mapping[str, Any], node: str, at: int) -> SealedDataUse:
-    _only(obj, {"v", "type", "node", "purpose", "at", "uses", "audit"})
+    proof = _use_proof(obj["proof"]) if "proof" in obj else None
+    _only(
+        obj,
+        {"v", "type", "node", "purpose", "at", "uses", "audit"} | ({"proof"} if proof else set()),
+    )
     (purpose,) = check_terms("purposes", [str(obj.get("purpose"))], "purpose")
     uses = obj.get("uses")
     if not isinstance(uses, list) or not 1 <= len(uses) <= MAX_SEALED_USES:
@@ -366,7 +472,9 @@ def _sealed_use(obj: Mapping[str, Any], node: str, at: int) -> SealedDataUse:
         sealed = base64.b64decode(audit, validate=True)
     except binascii.Error as exc:
         raise InvalidInput("audit is not valid base64") from exc
-    return SealedDataUse(node, purpose, at, tuple(tags), sealed)
+    if proof is not None and len(tags) != 1:
+        raise InvalidInput("a consent proof goes with a data.use of one use")
+    return SealedDataUse(node, purpose, at, tuple(tags), sealed, proof)
 
 
 def _only(obj: Mapping[str, Any], allowed: set[str]) -> None:
