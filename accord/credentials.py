@@ -148,6 +148,12 @@ def _disclosed_node_nonce(credential: str, node: str) -> str:
     raise InvalidInput(f"the credential has no part for node {node!r}")
 
 
+def node_nonce(credential: str, node: str) -> str:
+    """The request's nonce for ``node``: a customer's consent proof for that node is bound to it
+    (:func:`accord.consent.credential.presentation_header`)."""
+    return _disclosed_node_nonce(credential, node)
+
+
 def present(credential: str, node: str, holder_key: JWK) -> str:
     """The touchpoint's presentation to one node: its disclosure and a key-binding JWT."""
     holder = SDJWTHolder(credential)

@@ -326,7 +326,15 @@ class ScoringService:
         out.update(_gather(futures, self.deadline))
         return {n: out[n] for n in calls}
 
-    def score(self, request_id: str, presentations: Mapping[str, str]) -> Answer:
+    def score(
+        self,
+        request_id: str,
+        presentations: Mapping[str, str],
+        consent_proofs: Mapping[str, scoring_pb2.ConsentProof] | None = None,
+    ) -> Answer:
+        """``consent_proofs``: the customer's consent proof per node, relayed untouched (each
+        node checks its own; :mod:`accord.node.consent_proofs`)."""
+        proofs = dict(consent_proofs or {})
         with self._lock:
             pending = self._pending.pop(request_id, None)
         if pending is None:
@@ -345,6 +353,7 @@ class ScoringService:
                     sd_jwt=presentations[n],
                     phase=scoring_pb2.EMBED_PHASE_CHECK,
                     purpose=pending.purpose,
+                    consent_proof=proofs.get(n),
                 )
                 for n in asked
             }
@@ -358,7 +367,9 @@ class ScoringService:
         # them but left no presentation (or failed CHECK), a lone estimate would stand in for
         # the sum they would have joined
         if len(pending.nodes) == 1 and _answers_alone(model, ready):
-            return self._own_estimate(model, pending, presentations[ready[0]], ready[0], left_out)
+            return self._own_estimate(
+                model, pending, presentations[ready[0]], ready[0], left_out, proofs
+            )
         if len(ready) < masking.MIN_NODES:
             return self._not_scored(
                 request_id,
@@ -378,6 +389,7 @@ class ScoringService:
                     phase=scoring_pb2.EMBED_PHASE_COMPUTE,
                     participants=ready,
                     purpose=pending.purpose,
+                    consent_proof=proofs.get(n),
                 )
                 for n in ready
             }
@@ -459,6 +471,7 @@ class ScoringService:
         presentation: str,
         node: str,
         left_out: Mapping[str, str],
+        proofs: Mapping[str, scoring_pb2.ConsentProof],
     ) -> Answer:
         """One channel alone could answer an LTV request: its own estimate, scaled by the
         model's factor for it. No masked sum, so no embedding; no interval, since the channel's
@@ -471,6 +484,7 @@ class ScoringService:
                     sd_jwt=presentation,
                     phase=scoring_pb2.EMBED_PHASE_OWN_ESTIMATE,
                     purpose=pending.purpose,
+                    consent_proof=proofs.get(node),
                 )
             }
         )[node]
@@ -585,6 +599,10 @@ def _why(result: object) -> str:
         return "missed the deadline"
     if isinstance(result, grpc.RpcError):
         code = result.code() if hasattr(result, "code") else None
+        details = result.details() if hasattr(result, "details") else None
+        if code == grpc.StatusCode.PERMISSION_DENIED and details and "consent proof" in details:
+            # the node's reason (missing, purpose, expired, replayed, ...): the touchpoint's to fix
+            return str(details).split(":", 1)[0]
         return (
             "unreachable"
             if code == grpc.StatusCode.UNAVAILABLE

@@ -42,7 +42,10 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         presentations = {p.node: p.sd_jwt for p in request.presentations}
         if len(presentations) != len(request.presentations):
             raise InvalidInput("one presentation per node")
-        answer = self._service.score(request.request_id, presentations)
+        proofs = {
+            p.node: p.consent_proof for p in request.presentations if p.HasField("consent_proof")
+        }
+        answer = self._service.score(request.request_id, presentations, proofs)
         if self._metrics is not None:
             self._metrics.answered(outcome_of(answer))
         return scoring_pb2.ScoreResponse(

@@ -16,9 +16,11 @@ from accord.ledger_writer import LedgerWriter
 from accord.node.alignment import NodeAlignment
 from accord.node.alignment_server import NodeAlignmentServicer
 from accord.node.consent import ConsentBook
+from accord.node.consent_credentials import CredentialIssuer
+from accord.node.consent_proofs import UseProofs
 from accord.node.consent_server import ConsentServicer
 from accord.node.gate import ConsentGate
-from accord.node.keys import load_or_create_keys
+from accord.node.keys import load_or_create_issuer_key, load_or_create_keys
 from accord.node.ledger_watch import LedgerWatcher, start_ledger_watch
 from accord.node.metrics import NodeCollector
 from accord.node.network_stop import NetworkStop
@@ -63,6 +65,8 @@ class NodeConfig:
     metrics_listen: str | None = None  # host:port of the Prometheus endpoint; None: none
     # a feature node runs its training participant (a SuperNode) when the coordinator has a Fleet
     train: bool = True
+    # scoring uses need the customer's consent proof (accord.node.consent_proofs)
+    require_consent_proofs: bool = False
 
     def database(self) -> str:
         return self.db_url or sqlite_url(self.data_dir / "node.db")
@@ -169,9 +173,19 @@ def start_node(config: NodeConfig) -> RunningNode:
     book = ConsentBook(
         node.engine, config.channel, ledger, outbox=outbox, row_keys=alignment.row_keys_of
     )
-    consent = ConsentServicer(book, ledger, node.coordinator_key)
+    issuer_sk = load_or_create_issuer_key(config.data_dir)
+    consent = ConsentServicer(
+        book, ledger, node.coordinator_key, issuer=CredentialIssuer(book, issuer_sk)
+    )
     alignment_servicer = NodeAlignmentServicer(alignment, COORDINATOR, node.is_registered)
     own_spend = OwnSpend(node.engine, config.channel, gate)
+    proofs = UseProofs(
+        node.engine,
+        config.channel,
+        issuer_sk,
+        ledger,
+        required=config.require_consent_proofs,
+    )
     prometheus = CollectorRegistry()  # this process's own, so in-process parties never mix
     prometheus.register(NodeCollector(node.engine))
     metrics = serve_metrics(config.metrics_listen, prometheus) if config.metrics_listen else None
@@ -196,6 +210,7 @@ def start_node(config: NodeConfig) -> RunningNode:
                     node.coordinator_key,
                     peers_source=node.feature_peers,
                     own_spend=own_spend,
+                    proofs=proofs,
                 ),
                 COORDINATOR,
             ),

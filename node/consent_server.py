@@ -8,9 +8,10 @@ import grpc
 
 from accord.clock import Clock, system_clock
 from accord.crypto.keys import NoteVerifier
-from accord.errors import InvalidInput, NotPermitted
+from accord.errors import InvalidInput, NotPermitted, NotReady
 from accord.ledger_writer import LedgerWriter
 from accord.node.consent import ConsentBook, ConsentGrant, ConsentReceipt, ConsentTerms
+from accord.node.consent_credentials import CredentialIssuer
 from accord.node.subject_export import export_subject
 from accord.proto.v1 import consent_pb2, consent_pb2_grpc
 from accord.registry import reject_unknown_fields
@@ -77,7 +78,9 @@ class ConsentServicer(consent_pb2_grpc.ConsentServicer):
         ledger: LedgerWriter,
         coordinator_key: NoteVerifier,
         clock: Clock = system_clock,
+        issuer: CredentialIssuer | None = None,
     ) -> None:
+        self._issuer = issuer
         self._book = book
         self._ledger = ledger
         self._coordinator_key = coordinator_key
@@ -148,6 +151,34 @@ class ConsentServicer(consent_pb2_grpc.ConsentServicer):
         reject_unknown_fields(request, "request")
         counts = self._book.erase(_ref(request.local_ref))
         return consent_pb2.EraseSubjectResponse(**counts)
+
+    def IssueCredential(
+        self, request: consent_pb2.IssueCredentialRequest, context: grpc.ServicerContext
+    ) -> consent_pb2.IssueCredentialResponse:
+        self._authorize(context)
+        reject_unknown_fields(request, "request")
+        return _issue_credential(self._issuer, request)
+
+
+MAX_COMMITMENT = 1024
+
+
+def _issue_credential(
+    issuer: CredentialIssuer | None, request: consent_pb2.IssueCredentialRequest
+) -> consent_pb2.IssueCredentialResponse:
+    if issuer is None:
+        raise NotReady("this node issues no consent credentials")
+    if not 0 < len(request.commitment) <= MAX_COMMITMENT:
+        raise InvalidInput(
+            "commitment: the wallet's commitment with its proof (accord wallet request)"
+        )
+    issued = issuer.issue(_ref(request.local_ref), bytes(request.commitment))
+    return consent_pb2.IssueCredentialResponse(
+        public_key=issued.public_key,
+        signature=issued.signature,
+        messages=issued.messages,
+        expires_at=issued.expires_at,
+    )
 
 
 def add_consent(server: grpc.Server, servicer: ConsentServicer) -> str:

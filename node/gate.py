@@ -25,7 +25,7 @@ from sqlalchemy import Engine, bindparam, text
 from sqlmodel import Session, select
 
 from accord.clock import Clock, system_clock
-from accord.consent.events import MAX_SEALED_USES, Use, seal_data_use
+from accord.consent.events import MAX_SEALED_USES, Use, UseProof, seal_data_use
 from accord.consent.vocabulary import check_terms
 from accord.crypto.commitment import use_tag_key
 from accord.errors import InvalidInput, NotPermitted
@@ -174,16 +174,25 @@ class ConsentGate:
         return permits
 
     def open(
-        self, purpose: str, session_id: str, local_refs: Sequence[str] | None = None
+        self,
+        purpose: str,
+        session_id: str,
+        local_refs: Sequence[str] | None = None,
+        proof: UseProof | None = None,
     ) -> ConsentedRows:
-        """Check consent, log the use, then release the data of the permitted customers."""
+        """Check consent, log the use, then release the data of the permitted customers.
+
+        ``proof``: the customer's consent proof the node checked for a one-customer use; it goes
+        onto the ledger with that use's entry."""
+        if proof is not None and (local_refs is None or len(set(local_refs)) != 1):
+            raise InvalidInput("a consent proof covers the use of one customer")
         if not session_id or len(session_id) > 64:
             raise InvalidInput("session must be 1-64 characters")
         permits = self.permits(purpose, local_refs)
         requested = list(dict.fromkeys(local_refs)) if local_refs is not None else sorted(permits)
         allowed = [ref for ref in requested if ref in permits]
         refused = tuple(ref for ref in requested if ref not in permits)
-        use_indexes = self._log_uses(purpose, session_id, [permits[r] for r in allowed])
+        use_indexes = self._log_uses(purpose, session_id, [permits[r] for r in allowed], proof)
         refs, features, columns, identifiers, points = self._read(allowed)
         return ConsentedRows(
             purpose,
@@ -199,15 +208,23 @@ class ConsentGate:
             _GATE_TOKEN,
         )
 
-    def require(self, purpose: str, session_id: str, local_ref: str) -> ConsentedRows:
+    def require(
+        self, purpose: str, session_id: str, local_ref: str, proof: UseProof | None = None
+    ) -> ConsentedRows:
         """One customer, or PERMISSION_DENIED: for per-request computations (scoring)."""
-        rows = self.open(purpose, session_id, [local_ref])
+        rows = self.open(purpose, session_id, [local_ref], proof)
         if not rows.refs:
             raise NotPermitted(f"no valid consent for purpose {purpose!r} at {self.channel!r}")
         return rows
 
     # -- the log --------------------------------------------------------------------------
-    def _log_uses(self, purpose: str, session_id: str, permits: list[Permit]) -> dict[str, int]:
+    def _log_uses(
+        self,
+        purpose: str,
+        session_id: str,
+        permits: list[Permit],
+        proof: UseProof | None = None,
+    ) -> dict[str, int]:
         """Append a data.use for each customer not yet used in this session; return indexes."""
         with self.engine.connect() as conn:
             done = {
@@ -229,6 +246,7 @@ class ConsentGate:
                         for p in fresh[i : i + MAX_SEALED_USES]
                     ],
                     self.auditor,
+                    proof,
                 )
                 for i in range(0, len(fresh), MAX_SEALED_USES)
             ]

@@ -40,3 +40,26 @@ def load_or_create_keys(data_dir: Path, channel: str) -> NodeKeys:
     except ValueError as exc:
         raise ConfigError(f"{kx_path} does not hold a hex X25519 key") from exc
     return NodeKeys(identity, kx)
+
+
+ISSUER_FILE = "consent-issuer.key"
+
+
+def load_or_create_issuer_key(data_dir: Path) -> bytes:
+    """The channel's BBS secret key for the consent credentials it issues (``consent-issuer.key``,
+    hex): made once from 32 fresh random bytes; its public key goes onto the ledger."""
+    import secrets
+
+    from accord.crypto.bbs import key_gen
+    from accord.crypto.bbs.keys import secret_key_scalar
+    from accord.crypto.errors import CryptoError
+
+    path = data_dir / ISSUER_FILE
+    if not path.exists():
+        write_secret(path, key_gen(secrets.token_bytes(32), b"accord consent issuer").hex() + "\n")
+    try:
+        sk = bytes.fromhex(read_secret(path).strip())
+        secret_key_scalar(sk)
+    except (ValueError, CryptoError) as exc:
+        raise ConfigError(f"{path} does not hold a hex BBS secret key") from exc
+    return sk

@@ -33,6 +33,7 @@ _INSERT = text(
     "INSERT INTO used_credential (nonce, phase, expires_at) VALUES (:n, :p, :e) "
     "ON CONFLICT DO NOTHING"
 )
+_USED = text("SELECT 1 FROM used_credential WHERE nonce = :n LIMIT 1")
 _PRUNE = text("DELETE FROM used_credential WHERE expires_at < :cutoff")
 
 
@@ -60,6 +61,11 @@ class UsedCredentials:
         (fresh,) = self._group.append([_entry(nonce, phase, expires)])
         if not fresh:
             raise CredentialRejected(f"credential replayed: its nonce was already used for {phase}")
+
+    def was_used(self, nonce: str) -> bool:
+        """Whether a use of ``nonce`` (in any phase) is on record."""
+        with self._engine.connect() as conn:
+            return conn.execute(_USED, {"n": nonce}).first() is not None
 
     def _record(self, entries: list[bytes]) -> list[int]:
         """Insert every use in one transaction; 1 for a first use, 0 for a replay."""

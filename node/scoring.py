@@ -18,11 +18,14 @@ import numpy as np
 from sqlalchemy import Engine
 
 from accord.clock import Clock, system_clock
+from accord.consent.credential import Presentation
+from accord.consent.events import UseProof
 from accord.credentials import VerifiedCredential, verify
 from accord.crypto import masking
 from accord.crypto.keys import KeyAgreementKey, NoteVerifier
 from accord.errors import InvalidInput, NotFound, NotPermitted
 from accord.node.alignment import NodeAlignment
+from accord.node.consent_proofs import UseProofs
 from accord.node.embed_batch import BatchedForward
 from accord.node.gate import ConsentGate
 from accord.node.own_spend import OwnSpend
@@ -60,6 +63,7 @@ class ScoringParticipant:
         clock: Clock = system_clock,
         peers_source: object = None,
         own_spend: OwnSpend | None = None,
+        proofs: UseProofs | None = None,
     ) -> None:
         self.engine = engine
         self.channel = channel
@@ -71,6 +75,7 @@ class ScoringParticipant:
         self.coordinator_key = coordinator_key
         self._clock = clock
         self._own_spend = own_spend
+        self._proofs = proofs  # the customer's consent proofs (None: this node issues none)
         self._replay = UsedCredentials(engine, clock)  # in the store: survives a restart
         self._sets = ScoringSets(engine, clock)
         self._models: dict[str, KeptModel] = {}
@@ -128,18 +133,44 @@ class ScoringParticipant:
         self._replay.use(cred.nonce, phase, cred.expires, now)
         return cred, local_ref
 
-    def check(self, request_id: str, presentation: str, purpose: str) -> bool:
+    def _use_proof(
+        self, cred: VerifiedCredential, consent: Presentation | None, purpose: str
+    ) -> UseProof | None:
+        """The customer's consent proof, checked before the gate reads anything; bound to this
+        node's nonce of the request, which the coordinator's credential carried."""
+        if self._proofs is None:
+            if consent is not None:
+                raise InvalidInput(f"{self.channel} issues no consent credentials to prove")
+            return None
+        return self._proofs.check(
+            consent, purpose=purpose, nonce=cred.nonce, request_id=cred.request_id
+        )
+
+    def check(
+        self,
+        request_id: str,
+        presentation: str,
+        purpose: str,
+        consent: Presentation | None = None,
+    ) -> bool:
         cred, local_ref = self._credential(presentation, purpose, "check")
         if cred.request_id != request_id:
             raise InvalidInput("the credential belongs to another request")
+        self._use_proof(cred, consent, purpose)
         return local_ref in self.gate.permits(purpose, [local_ref])
 
     def compute(
-        self, request_id: str, presentation: str, purpose: str, participants: Sequence[str]
+        self,
+        request_id: str,
+        presentation: str,
+        purpose: str,
+        participants: Sequence[str],
+        consent: Presentation | None = None,
     ) -> Embedded:
         cred, local_ref = self._credential(presentation, purpose, "compute")
         if cred.request_id != request_id:
             raise InvalidInput("the credential belongs to another request")
+        proof = self._use_proof(cred, consent, purpose)
         names = sorted(set(participants))
         if self.channel not in names or len(names) < masking.MIN_NODES:
             raise InvalidInput("a scoring round needs this node and at least one other")
@@ -149,7 +180,7 @@ class ScoringParticipant:
             raise NotPermitted(f"unknown participants {', '.join(missing)}: not in the registry")
         # one set per (model, customer), claimed before anything is logged or released
         self._sets.hold(cred.model, local_ref, names)
-        rows = self.gate.require(purpose, request_id, local_ref)  # logs the use
+        rows = self.gate.require(purpose, request_id, local_ref, proof)  # logs the use
         embedding = self._forward(cred.model)(rows.features)
         masked = masking.mask_embedding(
             self.channel,
@@ -161,7 +192,13 @@ class ScoringParticipant:
         )
         return Embedded(masked.to_bytes(), int(embedding.shape[1]), rows.use_indexes[0])
 
-    def own_estimate(self, request_id: str, presentation: str, purpose: str) -> OwnEstimate:
+    def own_estimate(
+        self,
+        request_id: str,
+        presentation: str,
+        purpose: str,
+        consent: Presentation | None = None,
+    ) -> OwnEstimate:
         """The channel's own spend estimate of the customer, for a request it alone serves.
 
         The same credential checks and gate as :meth:`compute` (and the same replay phase: a
@@ -170,6 +207,7 @@ class ScoringParticipant:
         cred, local_ref = self._credential(presentation, purpose, "compute")
         if cred.request_id != request_id:
             raise InvalidInput("the credential belongs to another request")
+        proof = self._use_proof(cred, consent, purpose)
         if self._own_spend is None or not self._own_spend.has_model(cred.model):
             raise NotFound(f"{self.channel} keeps no own spend model for {cred.model}")
         if cred.audience != (self.channel,):
@@ -181,5 +219,5 @@ class ScoringParticipant:
                 f"this one is also held by {others or 'nobody it was told of'}"
             )
         self._sets.hold(cred.model, local_ref, [self.channel])
-        rows = self.gate.require(purpose, request_id, local_ref)  # logs the use
+        rows = self.gate.require(purpose, request_id, local_ref, proof)  # logs the use
         return OwnEstimate(self._own_spend.estimate(cred.model, rows), rows.use_indexes[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from accord.consent.wire import consent_presentation
 from accord.errors import InvalidInput, NotPermitted
 from accord.node.scoring import ScoringParticipant
 from accord.proto.v1 import scoring_pb2, scoring_pb2_grpc
@@ -23,19 +24,30 @@ class NodeScoringServicer(scoring_pb2_grpc.NodeScoringServicer):
         if caller != self._coordinator:
             raise NotPermitted(f"only the coordinator relays scoring requests; {caller!r} may not")
         reject_unknown_fields(request, "request")
+        consent = (
+            consent_presentation(request.consent_proof)
+            if request.HasField("consent_proof")
+            else None
+        )
         if request.phase == scoring_pb2.EMBED_PHASE_CHECK:
-            permitted = self._participant.check(request.request_id, request.sd_jwt, request.purpose)
+            permitted = self._participant.check(
+                request.request_id, request.sd_jwt, request.purpose, consent
+            )
             return scoring_pb2.EmbedResponse(permitted=permitted)
         if request.phase == scoring_pb2.EMBED_PHASE_COMPUTE:
             done = self._participant.compute(
-                request.request_id, request.sd_jwt, request.purpose, list(request.participants)
+                request.request_id,
+                request.sd_jwt,
+                request.purpose,
+                list(request.participants),
+                consent,
             )
             return scoring_pb2.EmbedResponse(
                 permitted=True, masked=done.masked, dim=done.dim, use_index=done.use_index
             )
         if request.phase == scoring_pb2.EMBED_PHASE_OWN_ESTIMATE:
             own = self._participant.own_estimate(
-                request.request_id, request.sd_jwt, request.purpose
+                request.request_id, request.sd_jwt, request.purpose, consent
             )
             return scoring_pb2.EmbedResponse(
                 permitted=True, own_estimate=own.value, use_index=own.use_index

@@ -159,6 +159,40 @@ def revoke(
     _receipts(list(reply.receipts), "Consent revoked")
 
 
+@consent_app.command("issue-credential")
+def issue_credential(
+    ref: str = REF_OPT,
+    node: str = NODE_OPT,
+    pki: Path = PKI_OPT,
+    request: Path = typer.Option(
+        ..., "--request", help="The customer's `accord wallet request` output (JSON file)."
+    ),
+) -> None:
+    """Issue (or renew) the customer's consent credential; prints what `accord wallet accept
+    --credential` reads."""
+    try:
+        asked = json.loads(request.read_text())
+        request_id, commitment = str(asked["requestId"]), bytes.fromhex(str(asked["commitment"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"{request} is not a wallet request: {exc}") from exc
+    with consent_stub(node, pki) as stub:
+        reply = stub.IssueCredential(
+            consent_pb2.IssueCredentialRequest(local_ref=ref, commitment=commitment), timeout=30
+        )
+    print(
+        json.dumps(
+            {
+                "requestId": request_id,
+                "publicKey": reply.public_key.hex(),
+                "signature": reply.signature.hex(),
+                "messages": [m.hex() for m in reply.messages],
+                "expiresAt": reply.expires_at,
+            },
+            sort_keys=True,
+        )
+    )
+
+
 @consent_app.command("show")
 def show(ref: str = REF_OPT, node: str = NODE_OPT, pki: Path = PKI_OPT) -> None:
     """A customer's consent records with their status history."""

@@ -45,6 +45,12 @@ def serve(
         help="A feature node runs its training participant (a Flower SuperNode joined to the "
         "coordinator's Fleet, reading only this node's store) when the coordinator has one.",
     ),
+    require_consent_proofs: bool = typer.Option(
+        False,
+        "--require-consent-proofs",
+        help="Refuse a scoring use unless the customer presents a valid proof of the consent "
+        "credential this node issued them (a supplied proof must be valid either way).",
+    ),
 ) -> None:
     """Serve the node, register with the coordinator, run until SIGTERM."""
     from accord.node.app import NodeConfig, run_node
@@ -61,6 +67,7 @@ def serve(
             advertise=advertise,
             metrics_listen=metrics_listen,
             train=train,
+            require_consent_proofs=require_consent_proofs,
         )
     )
 

@@ -62,6 +62,7 @@ ALLOWED_ROLES: Mapping[str, frozenset[str]] = {
     "/accord.v1.Consent/Show": NODES,
     "/accord.v1.Consent/ExportSubject": NODES,
     "/accord.v1.Consent/EraseSubject": NODES,
+    "/accord.v1.Consent/IssueCredential": NODES,
     "/accord.v1.NodeAlignment/BlockRows": frozenset({COORDINATOR}),
     "/accord.v1.NodeAlignment/Prepare": frozenset({COORDINATOR}),
     "/accord.v1.NodeAlignment/AlignWith": frozenset({COORDINATOR}),

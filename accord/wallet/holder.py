@@ -7,7 +7,7 @@ Every step takes the wallet and returns what changed; callers save the wallet af
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from accord.consent.credential import (
@@ -101,3 +101,20 @@ def present(
         int(credential.prover_blind, 16),
     )
     return Presentation(channel, purpose, credential.expires_at, proof)
+
+
+def prover(wallet: Wallet, now: int) -> Callable[[str, str, str], Presentation | None]:
+    """A touchpoint's prover (:data:`accord.touchpoint.Prover`) over this wallet: for each node
+    the wallet holds a credential of, a proof bound to the node's nonce with the node as
+    audience; ``None`` for a node it holds none of, or whose consent does not cover the purpose
+    (that node then decides whether it needs one)."""
+
+    def prove(node: str, nonce: str, purpose: str) -> Presentation | None:
+        if not any(c.channel == node for c in wallet.credentials):
+            return None
+        try:
+            return present(wallet, node, purpose, nonce.encode(), node, now)
+        except InvalidInput:
+            return None
+
+    return prove

@@ -59,6 +59,11 @@ class ConsentStub:
                 request_serializer=accord_dot_v1_dot_consent__pb2.SubjectRequest.SerializeToString,
                 response_deserializer=accord_dot_v1_dot_consent__pb2.EraseSubjectResponse.FromString,
                 _registered_method=True)
+        self.IssueCredential = channel.unary_unary(
+                '/accord.v1.Consent/IssueCredential',
+                request_serializer=accord_dot_v1_dot_consent__pb2.IssueCredentialRequest.SerializeToString,
+                response_deserializer=accord_dot_v1_dot_consent__pb2.IssueCredentialResponse.FromString,
+                _registered_method=True)
 
 
 class ConsentServicer:
@@ -96,6 +101,15 @@ class ConsentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueCredential(self, request, context):
+        """A customer-held consent credential over the subject's granted consent, blind to the
+        holder's secret; the same call renews it. FAILED_PRECONDITION when no granted, unexpired,
+        unrevoked consent exists (a revoked consent is not renewable).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +137,11 @@ def add_ConsentServicer_to_server(servicer, server):
                     servicer.EraseSubject,
                     request_deserializer=accord_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
                     response_serializer=accord_dot_v1_dot_consent__pb2.EraseSubjectResponse.SerializeToString,
+            ),
+            'IssueCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCredential,
+                    request_deserializer=accord_dot_v1_dot_consent__pb2.IssueCredentialRequest.FromString,
+                    response_serializer=accord_dot_v1_dot_consent__pb2.IssueCredentialResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +279,33 @@ class Consent:
             '/accord.v1.Consent/EraseSubject',
             accord_dot_v1_dot_consent__pb2.SubjectRequest.SerializeToString,
             accord_dot_v1_dot_consent__pb2.EraseSubjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.v1.Consent/IssueCredential',
+            accord_dot_v1_dot_consent__pb2.IssueCredentialRequest.SerializeToString,
+            accord_dot_v1_dot_consent__pb2.IssueCredentialResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,11 @@ class ConsentStub:
     """Crypto-shredding: revoke, then destroy the salt and the local data. The ledger keeps its
     commitments, which nobody can link to the person any more.
     """
+    IssueCredential: _grpc.UnaryUnaryMultiCallable[_consent_pb2.IssueCredentialRequest, _consent_pb2.IssueCredentialResponse]
+    """A customer-held consent credential over the subject's granted consent, blind to the
+    holder's secret; the same call renews it. FAILED_PRECONDITION when no granted, unexpired,
+    unrevoked consent exists (a revoked consent is not renewable).
+    """
 
 @_typing.type_check_only
 class ConsentAsyncStub(ConsentStub):
@@ -52,6 +57,11 @@ class ConsentAsyncStub(ConsentStub):
     EraseSubject: _aio.UnaryUnaryMultiCallable[_consent_pb2.SubjectRequest, _consent_pb2.EraseSubjectResponse]  # type: ignore[assignment]
     """Crypto-shredding: revoke, then destroy the salt and the local data. The ledger keeps its
     commitments, which nobody can link to the person any more.
+    """
+    IssueCredential: _aio.UnaryUnaryMultiCallable[_consent_pb2.IssueCredentialRequest, _consent_pb2.IssueCredentialResponse]  # type: ignore[assignment]
+    """A customer-held consent credential over the subject's granted consent, blind to the
+    holder's secret; the same call renews it. FAILED_PRECONDITION when no granted, unexpired,
+    unrevoked consent exists (a revoked consent is not renewable).
     """
 
 class ConsentServicer(metaclass=_abc_1.ABCMeta):
@@ -91,6 +101,17 @@ class ConsentServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_consent_pb2.EraseSubjectResponse, _abc.Awaitable[_consent_pb2.EraseSubjectResponse]]:
         """Crypto-shredding: revoke, then destroy the salt and the local data. The ledger keeps its
         commitments, which nobody can link to the person any more.
+        """
+
+    @_abc_1.abstractmethod
+    def IssueCredential(
+        self,
+        request: _consent_pb2.IssueCredentialRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_consent_pb2.IssueCredentialResponse, _abc.Awaitable[_consent_pb2.IssueCredentialResponse]]:
+        """A customer-held consent credential over the subject's granted consent, blind to the
+        holder's secret; the same call renews it. FAILED_PRECONDITION when no granted, unexpired,
+        unrevoked consent exists (a revoked consent is not renewable).
         """
 
 def add_ConsentServicer_to_server(servicer: ConsentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,39 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61\x63\x63ord/v1/scoring.proto\x12\taccord.v1\"A\n\x07Subject\x12\x13\n\tbrand_ref\x18\x01 \x01(\tH\x00\x12\x1a\n\x10touchpoint_token\x18\x02 \x01(\tH\x00\x42\x05\n\x03ref\"l\n\x0c\x42\x65ginRequest\x12\x12\n\ntouchpoint\x18\x01 \x01(\t\x12#\n\x07subject\x18\x02 \x01(\x0b\x32\x12.accord.v1.Subject\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x12\n\nholder_jwk\x18\x04 \x01(\t\"W\n\rBeginResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\r\n\x05nodes\x18\x03 \x03(\t\x12\x0f\n\x07refusal\x18\x04 \x01(\t\",\n\x0cPresentation\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06sd_jwt\x18\x02 \x01(\t\"R\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12.\n\rpresentations\x18\x02 \x03(\x0b\x32\x17.accord.v1.Presentation\"2\n\x07Receipt\x12\x13\n\x0buse_indexes\x18\x01 \x03(\x04\x12\x12\n\ncheckpoint\x18\x02 \x01(\t\"\xc7\x02\n\rScoreResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06scored\x18\x02 \x01(\x08\x12\x12\n\x05trust\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x16\n\x0epolicy_version\x18\x05 \x01(\t\x12\x0f\n\x07sources\x18\x06 \x03(\t\x12\x12\n\nconfidence\x18\x07 \x01(\x01\x12\x13\n\x0b\x65xplanation\x18\x08 \x01(\t\x12#\n\x07receipt\x18\t \x01(\x0b\x32\x12.accord.v1.Receipt\x12\r\n\x05model\x18\n \x01(\t\x12\x10\n\x03ltv\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07ltv_low\x18\x0c \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08ltv_high\x18\r \x01(\x01H\x03\x88\x01\x01\x42\x08\n\x06_trustB\x06\n\x04_ltvB\n\n\x08_ltv_lowB\x0b\n\t_ltv_high\"\x0e\n\x0cProbeRequest\"\x1e\n\rProbeResponse\x12\r\n\x05nodes\x18\x01 \x03(\t\"\x7f\n\x0c\x45mbedRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06sd_jwt\x18\x02 \x01(\t\x12$\n\x05phase\x18\x03 \x01(\x0e\x32\x15.accord.v1.EmbedPhase\x12\x14\n\x0cparticipants\x18\x04 \x03(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\"h\n\rEmbedResponse\x12\x11\n\tpermitted\x18\x01 \x01(\x08\x12\x0e\n\x06masked\x18\x02 \x01(\x0c\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\x12\x11\n\tuse_index\x18\x04 \x01(\x04\x12\x14\n\x0cown_estimate\x18\x05 \x01(\x01*w\n\nEmbedPhase\x12\x1b\n\x17\x45MBED_PHASE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45MBED_PHASE_CHECK\x10\x01\x12\x17\n\x13\x45MBED_PHASE_COMPUTE\x10\x02\x12\x1c\n\x18\x45MBED_PHASE_OWN_ESTIMATE\x10\x03\x32\xbd\x01\n\x07Scoring\x12:\n\x05\x42\x65gin\x12\x17.accord.v1.BeginRequest\x1a\x18.accord.v1.BeginResponse\x12:\n\x05Score\x12\x17.accord.v1.ScoreRequest\x1a\x18.accord.v1.ScoreResponse\x12:\n\x05Probe\x12\x17.accord.v1.ProbeRequest\x1a\x18.accord.v1.ProbeResponse2I\n\x0bNodeScoring\x12:\n\x05\x45mbed\x12\x17.accord.v1.EmbedRequest\x1a\x18.accord.v1.EmbedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61\x63\x63ord/v1/scoring.proto\x12\taccord.v1\"A\n\x07Subject\x12\x13\n\tbrand_ref\x18\x01 \x01(\tH\x00\x12\x1a\n\x10touchpoint_token\x18\x02 \x01(\tH\x00\x42\x05\n\x03ref\"l\n\x0c\x42\x65ginRequest\x12\x12\n\ntouchpoint\x18\x01 \x01(\t\x12#\n\x07subject\x18\x02 \x01(\x0b\x32\x12.accord.v1.Subject\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x12\n\nholder_jwk\x18\x04 \x01(\t\"W\n\rBeginResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\r\n\x05nodes\x18\x03 \x03(\t\x12\x0f\n\x07refusal\x18\x04 \x01(\t\"S\n\x0c\x43onsentProof\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x12\n\nexpires_at\x18\x03 \x01(\x04\x12\r\n\x05proof\x18\x04 \x01(\x0c\"\\\n\x0cPresentation\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06sd_jwt\x18\x02 \x01(\t\x12.\n\rconsent_proof\x18\x03 \x01(\x0b\x32\x17.accord.v1.ConsentProof\"R\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12.\n\rpresentations\x18\x02 \x03(\x0b\x32\x17.accord.v1.Presentation\"2\n\x07Receipt\x12\x13\n\x0buse_indexes\x18\x01 \x03(\x04\x12\x12\n\ncheckpoint\x18\x02 \x01(\t\"\xc7\x02\n\rScoreResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06scored\x18\x02 \x01(\x08\x12\x12\n\x05trust\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x16\n\x0epolicy_version\x18\x05 \x01(\t\x12\x0f\n\x07sources\x18\x06 \x03(\t\x12\x12\n\nconfidence\x18\x07 \x01(\x01\x12\x13\n\x0b\x65xplanation\x18\x08 \x01(\t\x12#\n\x07receipt\x18\t \x01(\x0b\x32\x12.accord.v1.Receipt\x12\r\n\x05model\x18\n \x01(\t\x12\x10\n\x03ltv\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07ltv_low\x18\x0c \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08ltv_high\x18\r \x01(\x01H\x03\x88\x01\x01\x42\x08\n\x06_trustB\x06\n\x04_ltvB\n\n\x08_ltv_lowB\x0b\n\t_ltv_high\"\x0e\n\x0cProbeRequest\"\x1e\n\rProbeResponse\x12\r\n\x05nodes\x18\x01 \x03(\t\"\xaf\x01\n\x0c\x45mbedRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06sd_jwt\x18\x02 \x01(\t\x12$\n\x05phase\x18\x03 \x01(\x0e\x32\x15.accord.v1.EmbedPhase\x12\x14\n\x0cparticipants\x18\x04 \x03(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12.\n\rconsent_proof\x18\x06 \x01(\x0b\x32\x17.accord.v1.ConsentProof\"h\n\rEmbedResponse\x12\x11\n\tpermitted\x18\x01 \x01(\x08\x12\x0e\n\x06masked\x18\x02 \x01(\x0c\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\x12\x11\n\tuse_index\x18\x04 \x01(\x04\x12\x14\n\x0cown_estimate\x18\x05 \x01(\x01*w\n\nEmbedPhase\x12\x1b\n\x17\x45MBED_PHASE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45MBED_PHASE_CHECK\x10\x01\x12\x17\n\x13\x45MBED_PHASE_COMPUTE\x10\x02\x12\x1c\n\x18\x45MBED_PHASE_OWN_ESTIMATE\x10\x03\x32\xbd\x01\n\x07Scoring\x12:\n\x05\x42\x65gin\x12\x17.accord.v1.BeginRequest\x1a\x18.accord.v1.BeginResponse\x12:\n\x05Score\x12\x17.accord.v1.ScoreRequest\x1a\x18.accord.v1.ScoreResponse\x12:\n\x05Probe\x12\x17.accord.v1.ProbeRequest\x1a\x18.accord.v1.ProbeResponse2I\n\x0bNodeScoring\x12:\n\x05\x45mbed\x12\x17.accord.v1.EmbedRequest\x1a\x18.accord.v1.EmbedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'accord.v1.scoring_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EMBEDPHASE']._serialized_start=1099
-  _globals['_EMBEDPHASE']._serialized_end=1218
+  _globals['_EMBEDPHASE']._serialized_start=1281
+  _globals['_EMBEDPHASE']._serialized_end=1400
   _globals['_SUBJECT']._serialized_start=38
   _globals['_SUBJECT']._serialized_end=103
   _globals['_BEGINREQUEST']._serialized_start=105
   _globals['_BEGINREQUEST']._serialized_end=213
   _globals['_BEGINRESPONSE']._serialized_start=215
   _globals['_BEGINRESPONSE']._serialized_end=302
-  _globals['_PRESENTATION']._serialized_start=304
-  _globals['_PRESENTATION']._serialized_end=348
-  _globals['_SCOREREQUEST']._serialized_start=350
-  _globals['_SCOREREQUEST']._serialized_end=432
-  _globals['_RECEIPT']._serialized_start=434
-  _globals['_RECEIPT']._serialized_end=484
-  _globals['_SCORERESPONSE']._serialized_start=487
-  _globals['_SCORERESPONSE']._serialized_end=814
-  _globals['_PROBEREQUEST']._serialized_start=816
-  _globals['_PROBEREQUEST']._serialized_end=830
-  _globals['_PROBERESPONSE']._serialized_start=832
-  _globals['_PROBERESPONSE']._serialized_end=862
-  _globals['_EMBEDREQUEST']._serialized_start=864
-  _globals['_EMBEDREQUEST']._serialized_end=991
-  _globals['_EMBEDRESPONSE']._serialized_start=993
-  _globals['_EMBEDRESPONSE']._serialized_end=1097
-  _globals['_SCORING']._serialized_start=1221
-  _globals['_SCORING']._serialized_end=1410
-  _globals['_NODESCORING']._serialized_start=1412
-  _globals['_NODESCORING']._serialized_end=1485
+  _globals['_CONSENTPROOF']._serialized_start=304
+  _globals['_CONSENTPROOF']._serialized_end=387
+  _globals['_PRESENTATION']._serialized_start=389
+  _globals['_PRESENTATION']._serialized_end=481
+  _globals['_SCOREREQUEST']._serialized_start=483
+  _globals['_SCOREREQUEST']._serialized_end=565
+  _globals['_RECEIPT']._serialized_start=567
+  _globals['_RECEIPT']._serialized_end=617
+  _globals['_SCORERESPONSE']._serialized_start=620
+  _globals['_SCORERESPONSE']._serialized_end=947
+  _globals['_PROBEREQUEST']._serialized_start=949
+  _globals['_PROBEREQUEST']._serialized_end=963
+  _globals['_PROBERESPONSE']._serialized_start=965
+  _globals['_PROBERESPONSE']._serialized_end=995
+  _globals['_EMBEDREQUEST']._serialized_start=998
+  _globals['_EMBEDREQUEST']._serialized_end=1173
+  _globals['_EMBEDRESPONSE']._serialized_start=1175
+  _globals['_EMBEDRESPONSE']._serialized_end=1279
+  _globals['_SCORING']._serialized_start=1403
+  _globals['_SCORING']._serialized_end=1592
+  _globals['_NODESCORING']._serialized_start=1594
+  _globals['_NODESCORING']._serialized_end=1667
 # @@protoc_insertion_point(module_scope)

@@ -150,23 +150,64 @@ class BeginResponse(_message.Message):
 Global___BeginResponse: _TypeAlias = BeginResponse  # noqa: Y015
 
 @_typing.final
+class ConsentProof(_message.Message):
+    """The customer's proof of the consent credential a channel issued them (BBS, blind; see
+    accord.consent.credential): it discloses the channel, the purpose used and the credential's
+    expiry, and is bound to the request (presentation header: that node's nonce from the SD-JWT
+    disclosure, and the node as audience).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    purpose: _builtins.str
+    expires_at: _builtins.int
+    """The credential's expiry (a UTC midnight, Unix seconds)."""
+    proof: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        expires_at: _builtins.int = ...,
+        proof: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "expires_at", b"expires_at", "proof", b"proof", "purpose", b"purpose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsentProof: _TypeAlias = ConsentProof  # noqa: Y015
+
+@_typing.final
 class Presentation(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NODE_FIELD_NUMBER: _builtins.int
     SD_JWT_FIELD_NUMBER: _builtins.int
+    CONSENT_PROOF_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     sd_jwt: _builtins.str
     """SD-JWT with only this node's disclosure, and a key-binding JWT (aud = node, its nonce)."""
+    @_builtins.property
+    def consent_proof(self) -> Global___ConsentProof:
+        """Optional unless the node requires it: the customer's consent proof for this node."""
+
     def __init__(
         self,
         *,
         node: _builtins.str = ...,
         sd_jwt: _builtins.str = ...,
+        consent_proof: Global___ConsentProof | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consent_proof", b"consent_proof"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "sd_jwt", b"sd_jwt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_proof", b"consent_proof", "node", b"node", "sd_jwt", b"sd_jwt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -346,6 +387,7 @@ class EmbedRequest(_message.Message):
     PHASE_FIELD_NUMBER: _builtins.int
     PARTICIPANTS_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
+    CONSENT_PROOF_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     sd_jwt: _builtins.str
     phase: Global___EmbedPhase.ValueType
@@ -355,6 +397,10 @@ class EmbedRequest(_message.Message):
     def participants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """COMPUTE only: the nodes whose masks must cancel (all of which passed CHECK)."""
 
+    @_builtins.property
+    def consent_proof(self) -> Global___ConsentProof:
+        """The customer's consent proof for this node, relayed as the touchpoint sent it."""
+
     def __init__(
         self,
         *,
@@ -363,10 +409,11 @@ class EmbedRequest(_message.Message):
         phase: Global___EmbedPhase.ValueType = ...,
         participants: _abc.Iterable[_builtins.str] | None = ...,
         purpose: _builtins.str = ...,
+        consent_proof: Global___ConsentProof | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consent_proof", b"consent_proof"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["participants", b"participants", "phase", b"phase", "purpose", b"purpose", "request_id", b"request_id", "sd_jwt", b"sd_jwt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_proof", b"consent_proof", "participants", b"participants", "phase", b"phase", "purpose", b"purpose", "request_id", b"request_id", "sd_jwt", b"sd_jwt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
