@@ -12,13 +12,19 @@ consent was revoked asking to renew.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import random
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 from sqlalchemy import Engine
 
 from accord.auditing.entries import LedgerEvent
@@ -99,7 +105,7 @@ class Shop:
         return wallet
 
 
-def _shop(tmp: Path, *, required: bool) -> Shop:
+def _shop(tmp: Path, *, required: bool, refs: Sequence[str] = REFS) -> Shop:
     clock = Clock()
     coord = make_engine(f"sqlite:///{tmp / 'coordinator.db'}")
     upgrade(coord, "coordinator")
@@ -109,17 +115,17 @@ def _shop(tmp: Path, *, required: bool) -> Shop:
     upgrade(engine, "node")
     table = ChannelTable(
         "shop",
-        REFS,
-        [f"+8869000000{i}" for i in range(len(REFS))],
-        [f"s{i}@example.com" for i in range(len(REFS))],
+        list(refs),
+        [f"+886900{i:05d}" for i in range(len(refs))],
+        [f"s{i}@example.com" for i in range(len(refs))],
         {"SHOP_0": "int"},
-        np.arange(len(REFS), dtype=float).reshape(-1, 1),
+        np.arange(len(refs), dtype=float).reshape(-1, 1),
     )
     store.import_table(engine, table, "shop", clock=clock)
     writer = NodeLedger(ledger, "shop")
     book = ConsentBook(engine, "shop", writer, clock)
     terms = default_terms(["risk-scoring", "marketing"], controller="shop", now=START, days=30)
-    book.grant([ConsentGrant(ref, terms) for ref in REFS])
+    book.grant([ConsentGrant(ref, terms) for ref in refs])
     sk = bbs.key_gen(secrets.token_bytes(32))
     return Shop(
         ledger,
@@ -286,3 +292,104 @@ def test_a_revoked_consent_is_not_renewable(shop: Shop) -> None:
     )
     with pytest.raises(Exception, match="no valid consent"):
         _use(shop, shown, "risk-scoring", nonce, REFS[3])
+
+
+# -- unlinkability ------------------------------------------------------------------------
+
+PAIRS = 200
+PEOPLE = [f"person-{i}" for i in range(24)]
+WINDOW = 16
+
+
+def _values(data: bytes) -> set[str]:
+    """Every value an entry shows, wherever it sits, and every 16-byte window of every binary
+    value (the proof's points and scalars included): what a reader can compare across entries."""
+    found: set[str] = set()
+
+    def walk(value: object, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif key not in ("v", "type", "node", "purpose"):  # the same in every entry here
+            found.add(f"{key}={value!r}")
+            if isinstance(value, str) and len(value) >= 24:
+                try:
+                    raw = base64.b64decode(value, validate=True)
+                except (binascii.Error, ValueError):
+                    return
+                found.update(raw[i : i + WINDOW].hex() for i in range(len(raw) - WINDOW + 1))
+
+    walk(json.loads(data), "")
+    return found
+
+
+def test_two_uses_of_one_customer_cannot_be_linked_from_the_ledger_and_proofs(
+    tmp_path: Path,
+) -> None:
+    """A party holding every ledger entry and every proof (the auditor's view without its key,
+    or a coordinator that relayed the proofs) tells "same customer" from "different" no better
+    than chance: over 200 pairs of scoring uses, AUC <= 0.55 for every attacker below."""
+    shop = _shop(tmp_path, required=True, refs=PEOPLE)
+    try:
+        wallets = {p: shop.wallet(p) for p in PEOPLE}
+        rng = random.Random(20)
+        pairs = [(p, p, 1) for p in rng.choices(PEOPLE, k=PAIRS // 2)] + [
+            (*rng.sample(PEOPLE, 2), 0) for _ in range(PAIRS // 2)
+        ]
+        # each pair's second use comes PAIRS uses after its first, pairs in a random order: the
+        # schedule is the same for both kinds of pair, so the log position tells nothing
+        order = list(range(PAIRS))
+        rng.shuffle(order)
+        made: dict[tuple[int, int], tuple[int, bytes]] = {}
+        started = time.perf_counter()
+        for side in (0, 1):
+            for n in order:
+                person = pairs[n][side]
+                nonce = _nonce()
+                shop.clock.now += 1
+                shown = holder.present(
+                    wallets[person],
+                    "shop",
+                    "risk-scoring",
+                    nonce.encode(),
+                    "shop",
+                    int(shop.clock()),
+                )
+                made[(n, side)] = (_use(shop, shown, "risk-scoring", nonce, person), shown.proof)
+        took = time.perf_counter() - started
+        entries = {
+            e.index: e.data for e in shop.ledger.entries(0, shop.ledger.sequencer.head().size)
+        }
+        labels, shared, proof_bytes, near, size = [], [], [], [], []
+        for n, (_, _, same) in enumerate(pairs):
+            (ia, pa), (ib, pb) = made[(n, 0)], made[(n, 1)]
+            labels.append(same)
+            shared.append(len(_values(entries[ia]) & _values(entries[ib])))
+            # byte by byte: equal bytes at equal offsets of the two proofs
+            proof_bytes.append(sum(x == y for x, y in zip(pa, pb, strict=True)))
+            near.append(-abs(ia - ib))
+            size.append(-abs(len(entries[ia]) - len(entries[ib])))
+        strategies = {
+            "equal values and 16-byte windows of the entries": roc_auc_score(labels, shared),
+            "equal bytes at equal offsets of the proofs": roc_auc_score(labels, proof_bytes),
+            "closeness in the log": roc_auc_score(labels, near),
+            "alike in size": roc_auc_score(labels, size),
+        }
+        # the same attacker, shown the credentials themselves (what a proof hides), links at once
+        signatures = [
+            {wallets[pairs[n][side]].credentials[0].signature for side in (0, 1)}
+            for n in range(PAIRS)
+        ]
+        control = roc_auc_score(labels, [-len(s) for s in signatures])
+        assert control > 0.99
+        report = find_violations([LedgerEvent(i, decode(d)) for i, d in sorted(entries.items())])
+        assert report.proofs_verified == 2 * PAIRS and report.proofs_failed == 0
+        print(f"\n{2 * PAIRS} proven uses in {took:.1f}s; {PAIRS} pairs; AUC by attacker:")
+        for name, auc in strategies.items():
+            print(f"  {name}: {auc:.3f}")
+        assert max(strategies.values()) <= 0.55, strategies
+    finally:
+        shop.ledger.stop()
