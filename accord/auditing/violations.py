@@ -233,6 +233,7 @@ def find_violations(events: Iterable[LedgerEvent], opener: Opener | None = None)
                     )
         elif isinstance(event, DataUse):
             use_events += 1
+            without_proof += len(event.uses)  # written before proofs existed
             for position, use in enumerate(event.uses):
                 uses += 1
                 problems = _problems(

@@ -347,6 +347,7 @@ def violations(
         console.print(table)
         entries = report.violating_entries()
         shown = ", ".join(str(i) for i in entries[:20]) + (" …" if len(entries) > 20 else "")
+        console.print(proofs_summary(report))
         raise AuditFailure(
             f"{len(report.violations)} of {report.uses_checked} uses had no valid consent, in "
             f"ledger entries {shown}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -29,14 +30,29 @@ def score(
     ),
     coordinator: str = typer.Option("127.0.0.1:50051", "--coordinator", help="host:port."),
     pki: Path = typer.Option(..., "--pki", help="Your party folder (e.g. pki/marketer)."),
+    wallet: Path | None = typer.Option(
+        None,
+        "--wallet",
+        help="The customer's wallet (accord wallet): its consent proofs go to each channel "
+        "it holds a credential of.",
+    ),
 ) -> None:
     """Ask for a customer's trust score (or lifetime value) and the action the policy picks."""
     if bool(ref) == bool(token):
         raise InvalidInput("name the customer with exactly one of --ref or --token")
+    prover = None
+    if wallet is not None:
+        from accord.wallet import holder, store
+
+        prover = holder.prover(store.load(wallet), int(time.time()))
     credentials = PartyCredentials.load(pki)
     with credentials.channel(coordinator, COORDINATOR) as channel:
         answer = ask(
-            scoring_pb2_grpc.ScoringStub(channel), touchpoint, subject(ref, token), purpose
+            scoring_pb2_grpc.ScoringStub(channel),
+            touchpoint,
+            subject(ref, token),
+            purpose,
+            prover=prover,
         )
     console = Console()
     if not answer.scored:

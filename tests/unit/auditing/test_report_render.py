@@ -120,3 +120,17 @@ def test_read_only_folder_is_refused(tmp_path: Path) -> None:
             check_writable(folder)
     finally:
         folder.chmod(0o700)
+
+
+def test_the_page_counts_consent_proofs_and_refusals() -> None:
+    from accord.consent.events import UseRefused
+
+    refusals = (
+        UseRefused("pay", "marketing", T + 50, "replayed"),
+        UseRefused("pay", "marketing", T + 51, "missing"),
+        UseRefused("shop", "marketing", T + 52, "replayed"),
+    )
+    page = render_report(data(*LEDGER, *refusals))
+    assert 'id="consent-proofs"' in page
+    assert "consent proofs: 0 verified, 0 failed, 3 uses without a proof; 3 uses refused " in page
+    assert "(missing 1, replayed 2)" in page
