@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from accord.auditing.entries import LedgerEvent
-from accord.auditing.violations import ViolationReport
+from accord.auditing.violations import ViolationReport, proofs_summary
 from accord.auditing.witnesses import WitnessStatus
 from accord.consent.events import ConsentGranted, ConsentRevoked, DataUse, Record, SealedDataUse
 from accord.crypto.cosignature import Cosignature
@@ -317,17 +317,6 @@ def _violations_section(report: ViolationReport) -> str:
             f"{_esc(listed)}.</p>"
         )
     return _section("Violations (independent replay)", body, "violations")
-
-
-def proofs_summary(report: ViolationReport) -> str:
-    """One line: the customers' consent proofs verified and failed, and the logged refusals."""
-    refused = sum(report.refusals.values())
-    by_reason = ", ".join(f"{r} {n}" for r, n in sorted(report.refusals.items()))
-    return (
-        f"consent proofs: {report.proofs_verified} verified, {report.proofs_failed} failed, "
-        f"{report.uses_without_proof} uses without a proof; {refused} uses refused"
-        + (f" ({by_reason})" if by_reason else "")
-    )
 
 
 def _proofs_paragraph(report: ViolationReport) -> str:

@@ -264,3 +264,14 @@ def find_violations(events: Iterable[LedgerEvent], opener: Opener | None = None)
         uses_without_proof=without_proof,
         refusals=dict(refusals),
     )
+
+
+def proofs_summary(report: ViolationReport) -> str:
+    """One line: the customers' consent proofs verified and failed, and the logged refusals."""
+    refused = sum(report.refusals.values())
+    by_reason = ", ".join(f"{r} {n}" for r, n in sorted(report.refusals.items()))
+    return (
+        f"consent proofs: {report.proofs_verified} verified, {report.proofs_failed} failed, "
+        f"{report.uses_without_proof} uses without a proof; {refused} uses refused"
+        + (f" ({by_reason})" if by_reason else "")
+    )

@@ -26,9 +26,9 @@ from accord.audit import (
     write_json,
 )
 from accord.auditing.entries import AuditClient, auditor_opener
-from accord.auditing.report import ReportData, check_writable, proofs_summary, write_report
+from accord.auditing.report import ReportData, check_writable, write_report
 from accord.auditing.trail import read_opening, subject_trail
-from accord.auditing.violations import find_violations
+from accord.auditing.violations import find_violations, proofs_summary
 from accord.auditing.witnesses import (
     WitnessResult,
     WitnessStatus,
