@@ -1,7 +1,7 @@
 """What a backup of a node or a coordinator holds, and how a restore puts it back.
 
-- node: ``node.db`` (or ``--db``); with ``--include-keys`` also ``identity.key``, ``kx.key``
-  and the SuperNode key pair.
+- node: ``node.db`` (or ``--db``); with ``--include-keys`` also ``identity.key``, ``kx.key``,
+  the SuperNode key pair and the consent issuer's key.
 - coordinator: ``coordinator.db`` (or ``--db``) and ``policy.toml``; it keeps no keys in its
   data folder (they live in its PKI folder).
 
@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from accord.backup import archive, postgres, sqlite_copy
 from accord.backup.errors import BackupRefused, NotABackup, ServerRunning
 from accord.clock import Clock, system_clock
-from accord.node.keys import IDENTITY_FILE, KX_FILE
+from accord.node.keys import IDENTITY_FILE, ISSUER_FILE, KX_FILE
 from accord.rpc.endpoint import ENDPOINT_FILE
 from accord.store.engine import make_engine, normalise_url, sqlite_url
 from accord.store.migrate import Role, alembic_config
@@ -40,7 +40,8 @@ TILES_DIR = "tiles"
 SUPERNODE_KEY = "flower-supernode.key"  # accord.coordinator.deployment.AUTH_KEY_FILE
 PLAIN_FILES: dict[str, tuple[str, ...]] = {"node": (), "coordinator": ("policy.toml",)}
 KEY_FILES: dict[str, tuple[str, ...]] = {
-    "node": (IDENTITY_FILE, KX_FILE, SUPERNODE_KEY, f"{SUPERNODE_KEY}.pub"),
+    # the consent issuer's key: without it, customers' credentials need renewing after a restore
+    "node": (IDENTITY_FILE, KX_FILE, SUPERNODE_KEY, f"{SUPERNODE_KEY}.pub", ISSUER_FILE),
     "coordinator": (),
 }
 ALLOWED: dict[str, frozenset[str]] = {
