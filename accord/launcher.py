@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,7 +125,10 @@ class LocalNetwork:
         party.wait_ready()
         return party
 
-    def start_node(self, channel: str, role: str, listen: str = "127.0.0.1:0") -> PartyProcess:
+    def start_node(
+        self, channel: str, role: str, listen: str = "127.0.0.1:0", extra: Sequence[str] = ()
+    ) -> PartyProcess:
+        """``extra``: further `accord node serve` options (e.g. --require-consent-proofs)."""
         coordinator = self.parties["coordinator"].endpoint
         args = ["node", "serve", "--channel", channel, "--role", role]
         args += ["--data-dir", str(self.node_dir(channel)), "--pki", str(self.pki_dir / channel)]
@@ -132,7 +136,7 @@ class LocalNetwork:
         if channel in self.db_urls:
             args += ["--db", self.db_urls[channel]]
         args += self._metrics_args()
-        return self._spawn(channel, self.node_dir(channel), args)
+        return self._spawn(channel, self.node_dir(channel), [*args, *extra])
 
     def stop(self) -> dict[str, int]:
         """Stop nodes first, then the coordinator; return each exit code."""
