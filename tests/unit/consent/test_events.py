@@ -90,3 +90,44 @@ def test_arbitrary_bytes_raise_only_invalid_input(data: bytes) -> None:
 def test_status_round_trip() -> None:
     status = ConsentStatus("revoked", "pay", ("marketing",), 5, 1, 9)
     assert ConsentStatus.from_json(json.loads(status.encode())) == status
+
+
+def test_issue_20_events_round_trip_and_refuse_what_they_do_not_carry() -> None:
+    from accord.consent.events import (
+        IssuerKey,
+        UseProof,
+        UseRefused,
+        seal_data_use,
+    )
+
+    proof = UseProof(1_800_000_000 - 1_800_000_000 % 86400, "nonce-1", bytes(range(200)) * 3)
+    use = seal_data_use("pay", "marketing", "req", 7, [(Use(S, C, 3), b"k" * 32)], None, proof)
+    for event in (
+        use,
+        IssuerKey("pay", 7, bytes(96)),
+        UseRefused("pay", "marketing", 7, "expired"),
+    ):
+        assert decode(encode(event)) == event
+    with pytest.raises(InvalidInput, match="one use"):  # a proof vouches for one customer's use
+        seal_data_use("pay", "marketing", "r", 7, [(Use(S, C, 3), b"k" * 32)] * 2, None, proof)
+    body = json.loads(encode(use))
+    for mutate, message in (
+        (lambda b: b["proof"].update(extra=1), "unexpected fields extra"),
+        (lambda b: b["proof"].pop("nonce"), "missing fields nonce"),
+        (lambda b: b["proof"].update(nonce="x" * 65), "proof.nonce"),
+        (lambda b: b["proof"].update(proof="not base64!"), "proof.proof"),
+        (lambda b: b.update(proof=[]), "proof must be an object"),
+    ):
+        changed = json.loads(encode(use))
+        mutate(changed)
+        with pytest.raises(InvalidInput, match=message):
+            decode(json.dumps(changed, sort_keys=True, separators=(",", ":")).encode())
+    assert body["proof"]["nonce"] == "nonce-1"
+    refused = json.loads(encode(UseRefused("pay", "marketing", 7, "expired")))
+    refused["reason"] = "because"
+    with pytest.raises(InvalidInput, match="reason must be one of"):
+        decode(json.dumps(refused, sort_keys=True, separators=(",", ":")).encode())
+    key = json.loads(encode(IssuerKey("pay", 7, bytes(96))))
+    key["key"] = "AAAA"
+    with pytest.raises(InvalidInput, match="key must be 96 bytes"):
+        decode(json.dumps(key, sort_keys=True, separators=(",", ":")).encode())
