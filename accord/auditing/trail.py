@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from accord.auditing.entries import LedgerEvent, Opener
-from accord.consent.events import ConsentGranted, ConsentRevoked, DataUse, SealedDataUse, Use
+from accord.consent.credential import PresentationRefused, verify_use_proof
+from accord.consent.events import (
+    ConsentGranted,
+    ConsentRevoked,
+    DataUse,
+    IssuerKey,
+    SealedDataUse,
+    Use,
+)
 from accord.crypto.commitment import Opening
 from accord.crypto.errors import CryptoError
 from accord.crypto.use_seal import tag_matches
@@ -89,9 +97,12 @@ def subject_trail(
     """Every grant, revocation and use in ``events`` that names ``subject`` (sealed uses: whose
     tag ``tag_key`` recognises; see :meth:`Opening.use_tag_key`), in ledger order."""
     trail: list[TrailEntry] = []
+    issuer_keys: dict[str, bytes] = {}
     for item in events:
         event = item.event
-        if isinstance(event, ConsentGranted) and event.subject == subject:
+        if isinstance(event, IssuerKey):
+            issuer_keys[event.node] = event.key
+        elif isinstance(event, ConsentGranted) and event.subject == subject:
             trail.append(
                 TrailEntry(
                     item.index,
@@ -130,9 +141,12 @@ def subject_trail(
                         (event.purpose,),
                         event.node,
                         use.consent if use else b"",
-                        f"session {session}, grant at entry {use.consent_index}"
-                        if use
-                        else "session and grant sealed to the auditor",
+                        (
+                            f"session {session}, grant at entry {use.consent_index}"
+                            if use
+                            else "session and grant sealed to the auditor"
+                        )
+                        + _proof_note(event, issuer_keys),
                     )
                 )
         elif isinstance(event, DataUse):
@@ -150,6 +164,20 @@ def subject_trail(
                         )
                     )
     return trail
+
+
+def _proof_note(event: SealedDataUse, keys: dict[str, bytes]) -> str:
+    """Whether the use carries the customer's consent proof, and whether it verifies."""
+    if event.proof is None:
+        return ""
+    key = keys.get(event.node)
+    if key is None:
+        return f"; consent proof, but {event.node} published no issuer key before it"
+    try:
+        verify_use_proof(key, event)
+    except (PresentationRefused, InvalidInput) as exc:
+        return f"; consent proof does not verify: {exc}"
+    return "; consent proof verified"
 
 
 def _open(event: SealedDataUse, opener: Opener | None) -> tuple[str, tuple[Use, ...]]:

@@ -28,6 +28,7 @@ from sklearn.metrics import roc_auc_score
 from sqlalchemy import Engine
 
 from accord.auditing.entries import LedgerEvent
+from accord.auditing.trail import subject_trail
 from accord.auditing.violations import find_violations
 from accord.consent import credential as cred
 from accord.consent.events import (
@@ -42,6 +43,7 @@ from accord.consent.events import (
 )
 from accord.coordinator.ledger.log import Ledger
 from accord.crypto import bbs
+from accord.crypto.commitment import Opening
 from accord.crypto.keys import NoteSigner
 from accord.data.channel_file import ChannelTable
 from accord.errors import NotReady
@@ -217,6 +219,16 @@ def test_each_bad_proof_is_refused_with_its_own_reason_and_logged(shop: Shop) ->
     report = find_violations(events)
     assert report.proofs_verified == 1 and report.proofs_failed == 0
     assert report.refusals == {r: 1 for r in reasons}
+    # the customer, with their opening, finds their use and sees its proof verify
+    salt = shop.book.salt(REFS[0])
+    assert salt is not None
+    opening = Opening("shop", REFS[0], salt)
+    (mine,) = [
+        e
+        for e in subject_trail(events, opening.subject(), opening.use_tag_key())
+        if e.event == "data use"
+    ]
+    assert mine.detail.endswith("; consent proof verified")
 
 
 def test_without_the_requirement_a_missing_proof_passes_but_a_bad_one_does_not(
