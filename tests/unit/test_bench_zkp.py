@@ -22,6 +22,9 @@ def test_bench_zkp_prints_its_json_line() -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     for key in ("sign_ms", "prove_ms", "verify_ms", "proof_bytes", "reference_verify_ms"):
         assert result[key] > 0, key
+    # CPU time beside wall time, and a node's check of one consent proof
+    for key in ("sign_cpu_ms", "prove_cpu_ms", "verify_cpu_ms", "consent_verify_ms"):
+        assert result[key] > 0, key
     # 10 messages, 1 disclosed: 3 points, e^, r1^, r3^, 9 undisclosed m^ and c.
     assert result["proof_bytes"] == 3 * 48 + (3 + 9 + 1) * 32
     rows = result["by_disclosed"]
