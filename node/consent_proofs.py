@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from typing import NoReturn
 
 import structlog
 from sqlalchemy import Engine
@@ -80,9 +81,10 @@ class UseProofs:
         self._used = UsedCredentials(engine, clock)
         self._published = False
         self._lock = threading.Lock()
-        # proofs accepted in CHECK, by digest -> the nonce they were bound to: COMPUTE presents
-        # the same bytes for the same request and need not pay a second verification
-        self._accepted: dict[str, tuple[str, int]] = {}
+        # proofs accepted in CHECK, by digest -> (nonce, purpose, expiry) they were checked for:
+        # COMPUTE presents the same bytes for the same request and purpose and need not pay a
+        # second verification; anything else is verified (and refused) afresh
+        self._accepted: dict[str, tuple[str, str, int]] = {}
 
     def publish_key(self) -> None:
         """Put this node's issuer key on the ledger once per process, before the first use that
@@ -106,7 +108,7 @@ class UseProofs:
         digest = proof_digest(presentation.proof)
         with self._lock:
             known = self._accepted.get(digest)
-        if known is None or known[0] != nonce or known[1] <= now:
+        if known is None or known[:2] != (nonce, purpose) or known[2] <= now:
             try:
                 verify_presentation(
                     self.public_key,
@@ -128,13 +130,13 @@ class UseProofs:
                 self._refuse(purpose, "replayed", "this proof was already used")
             with self._lock:
                 if len(self._accepted) > 4096:
-                    self._accepted = {k: v for k, v in self._accepted.items() if v[1] > now}
-                self._accepted[digest] = (nonce, presentation.expires_at)
+                    self._accepted = {k: v for k, v in self._accepted.items() if v[2] > now}
+                self._accepted[digest] = (nonce, purpose, presentation.expires_at)
         self.publish_key()
         log.debug("consent proof accepted", purpose=purpose, request=request_id)
         return use_proof(presentation, nonce.encode())
 
-    def _refuse(self, purpose: str, reason: str, message: str) -> None:
+    def _refuse(self, purpose: str, reason: str, message: str) -> NoReturn:
         log.warning("use refused", channel=self.channel, purpose=purpose, reason=reason)
         try:
             self._ledger.append([UseRefused(self.channel, purpose, int(self._clock()), reason)])

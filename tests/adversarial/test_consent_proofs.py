@@ -199,6 +199,14 @@ def test_each_bad_proof_is_refused_with_its_own_reason_and_logged(shop: Shop) ->
         with pytest.raises(UseRefusedError) as refused:
             _use(shop, presented, purpose, n, REFS[0])
         reasons[name] = refused.value.reason
+    # a proof accepted at CHECK for marketing, relayed again at COMPUTE for risk scoring (a
+    # coordinator switching purposes between the phases): checked afresh, refused
+    shown, n = fresh("marketing")
+    assert shop.proofs.check(shown, purpose="marketing", nonce=n, request_id=n) is not None
+    with pytest.raises(UseRefusedError) as switched:
+        shop.proofs.check(shown, purpose="risk-scoring", nonce=n, request_id=n)
+    assert switched.value.reason == "purpose"
+    reasons_logged_extra = ["purpose"]
     # an expired one: shown before midnight, used after it
     shown, n = fresh()
     shop.clock.now = float(shown.expires_at)
@@ -211,14 +219,14 @@ def test_each_bad_proof_is_refused_with_its_own_reason_and_logged(shop: Shop) ->
     # nothing was used on refusal: no data.use beyond the honest one, one refusal per attempt
     assert sum(isinstance(e.event, SealedDataUse) for e in events) == uses_before == 1
     logged = [e.event.reason for e in events if isinstance(e.event, UseRefused)]
-    assert sorted(logged) == sorted(reasons)
+    assert sorted(logged) == sorted([*reasons, *reasons_logged_extra])
     refusal = next(e.event for e in events if isinstance(e.event, UseRefused))
     assert b"shop-" not in encode(refusal)  # names no customer
 
     # the auditor: the honest use's proof verifies from shop's published key; refusals counted
     report = find_violations(events)
     assert report.proofs_verified == 1 and report.proofs_failed == 0
-    assert report.refusals == {r: 1 for r in reasons}
+    assert report.refusals == {r: 2 if r == "purpose" else 1 for r in reasons}
     # the customer, with their opening, finds their use and sees its proof verify
     salt = shop.book.salt(REFS[0])
     assert salt is not None
