@@ -85,6 +85,8 @@ class SoakConfig:
     churn_every_s: float = 1.0  # at each node, a grant (and a revocation) this often
     fault_every_s: float = 40.0
     scorers: int = 4
+    train_rounds: int = 3
+    scoring: bool = True  # False: consent churn alone, on an untrained network (short tests)
 
 
 @dataclass
@@ -337,9 +339,18 @@ def run_soak(config: SoakConfig, progress: Progress) -> dict[str, object]:
     with (
         tempfile.TemporaryDirectory(prefix="accord-bench-soak-") as tmp,
         _database(config) as db,
-        trained_network(Path(tmp), progress, config.customers, coordinator_db=db) as bench,
+        trained_network(
+            Path(tmp),
+            progress,
+            config.customers,
+            coordinator_db=db,
+            rounds=config.train_rounds,
+            train=config.scoring,
+        ) as bench,
     ):
-        return _soak(bench, config, progress)
+        result = _soak(bench, config, progress)
+    # a process that did not stop cleanly after the run is a finding too
+    return {**result, "exit_codes": bench.stop_codes}
 
 
 @contextmanager
@@ -370,15 +381,9 @@ def _soak(bench: BenchNetwork, config: SoakConfig, progress: Progress) -> dict[s
         return channel
 
     scoring = scoring_pb2_grpc.ScoringStub(open_channel("marketer", COORDINATOR))
-    for i in range(20):  # warm channels, caches and the model (loads torch: slow)
-        ask(
-            scoring,
-            "checkout",
-            subject(score_refs[i % len(score_refs)]),
-            "marketing",
-            retries=0,
-            timeout_s=120.0,
-        )
+    for i in range(20 if config.scoring else 0):  # warm channels, caches and the model (torch)
+        who = subject(score_refs[i % len(score_refs)])
+        ask(scoring, "checkout", who, "marketing", retries=0, timeout_s=120.0)
     verifier = load_coordinator_verifier(bench.pki / "auditor")
     auditor_channel = open_channel("auditor", COORDINATOR)
     ledger_stub = ledger_pb2_grpc.LedgerStub(auditor_channel)
@@ -396,9 +401,9 @@ def _soak(bench: BenchNetwork, config: SoakConfig, progress: Progress) -> dict[s
             score_refs,
             pacer,
             watch,
-            random.Random(rng.random()),  # noqa: S311,
+            random.Random(rng.random()),  # noqa: S311
         )
-        for i in range(config.scorers)
+        for i in range(config.scorers if config.scoring else 0)
     ]
     for node in ROLES:
         held = set(bench.table_refs(node))
@@ -414,7 +419,7 @@ def _soak(bench: BenchNetwork, config: SoakConfig, progress: Progress) -> dict[s
                 config.churn_every_s,
                 acks,
                 watch,
-                random.Random(rng.random()),  # noqa: S311,
+                random.Random(rng.random()),  # noqa: S311
             )
         )
     workers.append(Auditor(stop, tally, ledger_stub, chain))
@@ -464,6 +469,7 @@ def _soak(bench: BenchNetwork, config: SoakConfig, progress: Progress) -> dict[s
     for channel in channels:
         channel.close()
     recovered = [f.recover_s for f in faults if f.recover_s is not None]
+    restarted = Counter(f.target for f in faults)
     return {
         "seconds": round(wall, 1),
         "seed": config.seed,
@@ -479,6 +485,9 @@ def _soak(bench: BenchNetwork, config: SoakConfig, progress: Progress) -> dict[s
         "error_samples": tally.samples,
         "faults": [f.figures() for f in faults],
         "recover_s_max": max(recovered, default=None),
+        "recover_s_by_target": {
+            t: [f.recover_s for f in faults if f.target == t] for t in sorted({*restarted})
+        },
         "faults_unrecovered": len(faults) - len(recovered),
         "pending_receipts": len(pending),
         "pending_undelivered": undelivered,
@@ -487,7 +496,7 @@ def _soak(bench: BenchNetwork, config: SoakConfig, progress: Progress) -> dict[s
             name: {"start": memory_start.get(name), "end": memory_end.get(name)}
             for name in memory_end
         },
-        "restarts": dict(Counter(f.target for f in faults)),
+        "restarts": dict(restarted),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 

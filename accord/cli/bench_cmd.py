@@ -156,19 +156,33 @@ def soak(
     churn_every: float = typer.Option(
         1.0, "--churn-every", help="Seconds between consent grants (and revocations) per node."
     ),
+    train_rounds: int = typer.Option(3, "--train-rounds", help="Rounds of the setup's training."),
+    scoring: bool = typer.Option(
+        True, "--scoring/--no-scoring", help="Without scoring: consent churn alone, no training."
+    ),
 ) -> None:
     """Scoring load and consent churn while each node and the coordinator are SIGKILLed and
     restarted: answers, errors, recovery times, lost appends, checkpoint consistency, memory."""
     length = seconds if seconds is not None else minutes * 60
-    if length <= 0 or rate <= 0 or fault_every <= 0 or churn_every <= 0 or customers < 50:
+    if min(length, rate, fault_every, churn_every, train_rounds) <= 0 or customers < 50:
         raise ConfigError(
-            "--minutes/--seconds, --rate, --fault-every and --churn-every must be positive, "
-            "--customers at least 50"
+            "--minutes/--seconds, --rate, --fault-every, --churn-every and --train-rounds must "
+            "be positive, --customers at least 50"
         )
     if coordinator_db not in ("sqlite", "postgres"):
         raise ConfigError("--coordinator-db must be sqlite or postgres")
     from accord.bench.soak import SoakConfig, run_soak
 
-    config = SoakConfig(length, seed, coordinator_db, customers, rate, churn_every, fault_every)
+    config = SoakConfig(
+        seconds=length,
+        seed=seed,
+        coordinator_db=coordinator_db,
+        customers=customers,
+        rate=rate,
+        churn_every_s=churn_every,
+        fault_every_s=fault_every,
+        train_rounds=train_rounds,
+        scoring=scoring,
+    )
     with Progress(console=Console(stderr=True)) as progress:
         emit(run_soak(config, progress))
