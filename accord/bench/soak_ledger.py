@@ -65,7 +65,7 @@ class AckBook:
             return list(self.acked), list(self.pending)
 
 
-def _consistent(old: Checkpoint, new: Checkpoint, hashes: tuple[bytes, ...]) -> str | None:
+def consistency_problem(old: Checkpoint, new: Checkpoint, hashes: tuple[bytes, ...]) -> str | None:
     """None when ``new`` extends ``old``; otherwise what is wrong."""
     if new.size < old.size:
         return f"rollback: size {old.size} then {new.size}"
@@ -108,7 +108,7 @@ class CheckpointChain:
                 timeout=timeout_s,
             )
             hashes = tuple(bytes(h) for h in reply.hashes)
-        problem = _consistent(old, new, hashes)
+        problem = consistency_problem(old, new, hashes)
         with self._lock:
             if problem is None:
                 self.links += 1 if new != old else 0
@@ -186,7 +186,7 @@ def verify_final_log(
                 timeout=30,
             )
             hashes = tuple(bytes(h) for h in reply.hashes)
-        problem = _consistent(old, final, hashes)
+        problem = consistency_problem(old, final, hashes)
         if problem is not None:
             inconsistent.append(f"against the final checkpoint: {problem}")
     seen = {*chain.observed, (final.size, final.root_hash)}
