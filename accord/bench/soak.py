@@ -432,16 +432,20 @@ def _soak(bench: BenchNetwork, config: SoakConfig, progress: Progress) -> dict[s
     task = progress.add_task("soak", total=config.seconds)
     start = time.monotonic()
 
+    printed = [start]
+
     def show(note: str = "") -> None:
-        progress.update(
-            task,
-            completed=min(config.seconds, time.monotonic() - start),
-            description=(
-                f"soak: {tally.answers} answers ({tally.scored} scored), "
-                f"{sum(tally.errors.values())} errors, {tally.consent_ops} consent ops, "
-                f"{len(faults)}/{len(plan)} faults, {chain.count} checkpoints{note}"
-            ),
+        elapsed = time.monotonic() - start
+        line = (
+            f"soak: {tally.answers} answers ({tally.scored} scored), "
+            f"{sum(tally.errors.values())} errors, {tally.consent_ops} consent ops, "
+            f"{len(faults)}/{len(plan)} faults, {chain.count} checkpoints{note}"
         )
+        progress.update(task, completed=min(config.seconds, elapsed), description=line)
+        # a log file gets no live bar: a line every half minute, and each fault, instead
+        if not progress.console.is_terminal and (note or time.monotonic() - printed[0] >= 30):
+            progress.console.print(f"{elapsed:6.0f} s  {line}")
+            printed[0] = time.monotonic()
 
     def sleep_until(t: float) -> None:
         while (left := t - time.monotonic()) > 0:
@@ -453,7 +457,12 @@ def _soak(bench: BenchNetwork, config: SoakConfig, progress: Progress) -> dict[s
     try:
         for planned in plan:
             sleep_until(start + planned.at_s)
-            faults.append(_fault(bench, planned.target, start, watch, show))
+            record = _fault(bench, planned.target, start, watch, show)
+            faults.append(record)
+            show(
+                f" — {record.target}: serving after {record.ready_s} s, "
+                f"first success after {record.recover_s} s"
+            )
         sleep_until(start + config.seconds)
     finally:
         stop.set()
