@@ -21,7 +21,6 @@ from accord.cli.consent_cmd import import_consents
 from accord.data.channel_file import read_channel_table
 from accord.data.uci import split_by_channel, synthesize
 from accord.errors import AccordError
-from accord.launch.train_job import NetworkLayout, train_network
 from accord.launcher import LocalNetwork
 from accord.node import store
 from accord.pki_layout import init_pki
@@ -94,7 +93,7 @@ def trained_network(
             )
         progress.advance(setup)
         if train:
-            from accord.coordinator.train_job import NetworkLayout, train_network  # loads torch
+            from accord.launch.train_job import NetworkLayout, train_network  # loads torch
             from accord.scoring.split_model import SplitConfig
 
             accord_cli("align", "--coordinator", endpoint, "--pki", str(work / "pki" / "label"))
