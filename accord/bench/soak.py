@@ -220,8 +220,8 @@ class Churner(Worker):
     ) -> None:
         touched = {self.node}
         for r in receipts:
-            if r.HasField("ledger_index"):
-                touched.add(COORDINATOR)
+            if r.HasField("ledger_index"):  # durable in the coordinator's database
+                touched |= {COORDINATOR, POSTGRES}
                 self.acks.ack(
                     AckedAppend(r.ledger_index, kind, self.node, bytes(r.consent_commitment))
                 )
@@ -279,7 +279,8 @@ class Auditor(Worker):
 def postgres_database() -> Iterator[str]:
     """A fresh database on the local PostgreSQL for the coordinator; dropped afterwards."""
     name = f"accord_soak_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # pre-ping: the connection kept from CREATE is dead after the restart of PostgreSQL
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -519,15 +520,15 @@ def _fault(
 ) -> FaultRecord:
     show(f" — {'restarting' if target == POSTGRES else 'killing'} {target}")
     record = FaultRecord(target, since(start), "restart" if target == POSTGRES else "sigkill")
-    party = COORDINATOR if target == POSTGRES else target
     killed_at = time.monotonic()
-    watch.start(party, killed_at)
+    # after PostgreSQL's restart, the wait is for a write: an append the coordinator acknowledged
+    watch.start(target, killed_at)
     if target == POSTGRES:
         restart_postgres()
     else:
         record.rss_before_mb = _kill_and_restart(bench, target)
     record.ready_s = round(time.monotonic() - killed_at, 2)
-    recovered = watch.wait(party, RECOVER_TIMEOUT_S)
+    recovered = watch.wait(target, RECOVER_TIMEOUT_S)
     record.recover_s = None if recovered is None else round(recovered, 2)
     return record
 

@@ -4,7 +4,9 @@ party takes to be useful again, and the memory of each process.
 Recovery is timed from the kill to the end of the first successful operation that touched the
 party and started after the kill: a scored answer (the coordinator, the label node and every
 source it names) or a consent receipt (the node, and the coordinator when the receipt carries
-a ledger index). An operation already in flight at the kill does not count.
+a ledger index). After PostgreSQL's restart, only an acknowledged append counts (a write
+the coordinator made durable in it). An operation already in flight at the fault does not
+count.
 """
 
 from __future__ import annotations
