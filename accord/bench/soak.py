@@ -521,15 +521,19 @@ def _fault(
     show(f" — {'restarting' if target == POSTGRES else 'killing'} {target}")
     record = FaultRecord(target, since(start), "restart" if target == POSTGRES else "sigkill")
     killed_at = time.monotonic()
-    # after PostgreSQL's restart, the wait is for a write: an append the coordinator acknowledged
-    watch.start(target, killed_at)
     if target == POSTGRES:
+        # Appends may still land while the restart command is shutting PostgreSQL down, so
+        # only a write that started once it is back counts: an acknowledged append.
         restart_postgres()
+        back_at = time.monotonic()
+        watch.start(target, back_at)
     else:
+        watch.start(target, killed_at)
         record.rss_before_mb = _kill_and_restart(bench, target)
+        back_at = killed_at
     record.ready_s = round(time.monotonic() - killed_at, 2)
     recovered = watch.wait(target, RECOVER_TIMEOUT_S)
-    record.recover_s = None if recovered is None else round(recovered, 2)
+    record.recover_s = None if recovered is None else round(recovered + back_at - killed_at, 2)
     return record
 
 
