@@ -16,10 +16,7 @@ since other work on the machine shifts every figure.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,29 +29,14 @@ from pathlib import Path
 from rich.progress import Progress
 
 from accord.bench.cpu import CpuMeter
-from accord.data.channel_file import read_channel_table
-from accord.data.uci import split_by_channel, synthesize
+from accord.bench.network import ROLES, trained_network
 from accord.errors import AccordError
-from accord.launch.train_job import NetworkLayout, train_network
-from accord.launcher import LocalNetwork
-from accord.node import store
-from accord.pki_layout import COORDINATOR, init_pki
+from accord.pki_layout import COORDINATOR
 from accord.proto.v1 import scoring_pb2, scoring_pb2_grpc
 from accord.rpc.tls import PartyCredentials
-from accord.scoring.split_model import SplitConfig
-from accord.store.engine import make_engine, sqlite_url
-from accord.store.migrate import upgrade
 from accord.touchpoint import ask, subject
 
-ROLES = {"pay": "feature", "shop": "feature", "social": "feature", "label": "label"}
-PARTIES = ["coordinator", *ROLES, "marketer"]
 OPEN_LOOP_WORKERS = 64  # threads sending due requests; more than ever wait on answers at once
-
-
-def _cli(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "accord", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise AccordError(f"setup step `accord {args[0]}` failed: {done.stderr.strip()[-300:]}")
 
 
 @dataclass(frozen=True)
@@ -203,82 +185,46 @@ class Load:
 
 
 def run_score_bench(load: Load, progress: Progress, customers: int = 2000) -> dict[str, object]:
-    with tempfile.TemporaryDirectory(prefix="accord-bench-score-") as tmp:
-        work = Path(tmp)
-        init_pki(
-            work / "pki", PARTIES, network="bench.local", force=False, now=dt.datetime.now(dt.UTC)
+    with (
+        tempfile.TemporaryDirectory(prefix="accord-bench-score-") as tmp,
+        trained_network(Path(tmp), progress, customers) as bench,
+    ):
+        network = bench.network
+        endpoint = network.parties["coordinator"].endpoint
+        refs = bench.table_refs("label")
+        credentials = PartyCredentials.load(bench.pki / "marketer")
+        coordinator_channel = credentials.channel(endpoint, COORDINATOR)
+        stub = scoring_pb2_grpc.ScoringStub(coordinator_channel)
+
+        def score_one(i: int, timeout_s: float = 10.0) -> bool:
+            answer = ask(
+                stub,
+                "checkout",
+                subject(refs[i % len(refs)]),
+                "marketing",
+                retries=0,
+                timeout_s=timeout_s,
+            )
+            if answer.scored or answer.explanation.startswith(
+                ("cannot score", "only", "the customer")
+            ):
+                return True
+            raise AccordError(answer.explanation)
+
+        def probe(i: int) -> bool:
+            return len(stub.Probe(scoring_pb2.ProbeRequest(), timeout=5).nodes) == 3
+
+        for i in range(20):  # warm channels, caches and the model (loads torch: slow)
+            score_one(i, timeout_s=120.0)
+        meter = CpuMeter(
+            {
+                "client": None,
+                **{n: network.parties[n].process.pid for n in ["coordinator", *ROLES]},
+            }
         )
-        split = split_by_channel(synthesize(customers), "full")
-        split.write(work / "data", consents_seed=1)
-        network = LocalNetwork(workdir=work, pki_dir=work / "pki")
-        setup = progress.add_task("setup: network, consents, alignment, training", total=4)
-        for channel in ROLES:
-            engine = make_engine(sqlite_url(network.node_dir(channel) / "node.db"))
-            upgrade(engine, "node")
-            store.import_table(
-                engine, read_channel_table(work / "data" / f"{channel}.csv"), channel
-            )
-            engine.dispose()
-        network.start_coordinator()
-        for channel, role in ROLES.items():
-            network.start_node(channel, role)
-        try:
-            for channel in ROLES:
-                network.parties[channel].wait_ready()
-            progress.advance(setup)
-            endpoint = network.parties["coordinator"].endpoint
-            for channel in ROLES:
-                _cli(
-                    "consent",
-                    "import",
-                    "--file",
-                    str(work / "data" / f"{channel}.consents.csv"),
-                    "--node",
-                    network.parties[channel].endpoint,
-                    "--pki",
-                    str(work / "pki" / channel),
-                )
-            progress.advance(setup)
-            _cli("align", "--coordinator", endpoint, "--pki", str(work / "pki" / "label"))
-            progress.advance(setup)
-            train_network(NetworkLayout(work), config=SplitConfig(rounds=3))
-            progress.advance(setup)
-            refs = read_channel_table(work / "data" / "label.csv").refs
-            credentials = PartyCredentials.load(work / "pki" / "marketer")
-            coordinator_channel = credentials.channel(endpoint, COORDINATOR)
-            stub = scoring_pb2_grpc.ScoringStub(coordinator_channel)
-
-            def score_one(i: int, timeout_s: float = 10.0) -> bool:
-                answer = ask(
-                    stub,
-                    "checkout",
-                    subject(refs[i % len(refs)]),
-                    "marketing",
-                    retries=0,
-                    timeout_s=timeout_s,
-                )
-                if answer.scored or answer.explanation.startswith(
-                    ("cannot score", "only", "the customer")
-                ):
-                    return True
-                raise AccordError(answer.explanation)
-
-            def probe(i: int) -> bool:
-                return len(stub.Probe(scoring_pb2.ProbeRequest(), timeout=5).nodes) == 3
-
-            for i in range(20):  # warm channels, caches and the model (loads torch: slow)
-                score_one(i, timeout_s=120.0)
-            meter = CpuMeter(
-                {
-                    "client": None,
-                    **{n: network.parties[n].process.pid for n in ["coordinator", *ROLES]},
-                }
-            )
-            floor = _phase("floor: no-work fan-out", load, probe, meter, progress)
-            scored = _phase("scoring requests", load, score_one, meter, progress)
-            coordinator_channel.close()
-        finally:
-            network.stop()
+        floor = _phase("floor: no-work fan-out", load, probe, meter, progress)
+        scored = _phase("scoring requests", load, score_one, meter, progress)
+        coordinator_channel.close()
     shape: dict[str, object] = (
         {"requests": load.requests, "concurrency": load.concurrency}
         if load.rate is None

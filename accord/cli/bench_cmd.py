@@ -138,3 +138,51 @@ def zkp(
     from accord.bench.zkp import run_zkp_bench
 
     emit(run_zkp_bench(runs, reference_runs).as_json())
+
+
+@app.command("soak")
+def soak(
+    minutes: float = typer.Option(10.0, "--minutes", help="How long the load runs."),
+    seconds: float | None = typer.Option(
+        None, "--seconds", help="The run's length in seconds instead (short runs, tests)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seeds the fault plan and the load."),
+    coordinator_db: str = typer.Option(
+        "sqlite", "--coordinator-db", help="sqlite, or postgres (the local 127.0.0.1:5432)."
+    ),
+    customers: int = typer.Option(1000, "--customers", help="Synthetic customers."),
+    rate: float = typer.Option(4.0, "--rate", help="Scoring requests a second."),
+    fault_every: float = typer.Option(40.0, "--fault-every", help="Seconds between faults."),
+    churn_every: float = typer.Option(
+        1.0, "--churn-every", help="Seconds between consent grants (and revocations) per node."
+    ),
+    train_rounds: int = typer.Option(3, "--train-rounds", help="Rounds of the setup's training."),
+    scoring: bool = typer.Option(
+        True, "--scoring/--no-scoring", help="Without scoring: consent churn alone, no training."
+    ),
+) -> None:
+    """Scoring load and consent churn while each node and the coordinator are SIGKILLed and
+    restarted: answers, errors, recovery times, lost appends, checkpoint consistency, memory."""
+    length = seconds if seconds is not None else minutes * 60
+    if min(length, rate, fault_every, churn_every, train_rounds) <= 0 or customers < 50:
+        raise ConfigError(
+            "--minutes/--seconds, --rate, --fault-every, --churn-every and --train-rounds must "
+            "be positive, --customers at least 50"
+        )
+    if coordinator_db not in ("sqlite", "postgres"):
+        raise ConfigError("--coordinator-db must be sqlite or postgres")
+    from accord.bench.soak import SoakConfig, run_soak
+
+    config = SoakConfig(
+        seconds=length,
+        seed=seed,
+        coordinator_db=coordinator_db,
+        customers=customers,
+        rate=rate,
+        churn_every_s=churn_every,
+        fault_every_s=fault_every,
+        train_rounds=train_rounds,
+        scoring=scoring,
+    )
+    with Progress(console=Console(stderr=True)) as progress:
+        emit(run_soak(config, progress))
