@@ -119,7 +119,7 @@ def ltv(
     if scenario != "cdnow":
         raise ConfigError("--scenario must be cdnow (uci-credit is `accord bench train`)")
     source = _shared_or(source, "CDNOW_master.txt", *CDNOW_PARTS)
-    from accord.scoring.ltv.experiment import run_ltv_experiment
+    from accord.bench.ltv_experiment import run_ltv_experiment
 
     result = run_ltv_experiment(data_path=source, chart_path=chart)
     emit(result.as_dict())

@@ -5,13 +5,12 @@
 - :mod:`.baseline`: BG/NBD + Gamma-Gamma on the merged log (``lifetimes``);
 - :mod:`.split`: the split-learning parties (bottom models per channel, top model on the sum);
 - :mod:`.model`: training them into a calibrated model that any subset of parties can serve;
-- :mod:`.experiment`: ``run_ltv_experiment``, the numbers of ``accord bench ltv``.
 
-The scenario data itself lives in :mod:`accord.data.cdnow`.
+The scenario data lives in :mod:`accord.data.cdnow`; the experiment behind ``accord bench ltv``
+(``run_ltv_experiment``) in :mod:`accord.bench.ltv_experiment`.
 """
 
 from accord.scoring.ltv.baseline import BtydBaseline, fit_btyd_baseline, rfm_summary
-from accord.scoring.ltv.experiment import LtvExperiment, run_ltv_experiment
 from accord.scoring.ltv.metrics import (
     DecileTable,
     LtvMetrics,
@@ -52,7 +51,6 @@ __all__ = [
     "BtydBaseline",
     "ChannelParty",
     "DecileTable",
-    "LtvExperiment",
     "LtvMetrics",
     "SplitConfig",
     "TopModel",
@@ -72,7 +70,6 @@ __all__ = [
     "params_from_output",
     "predict_split",
     "rfm_summary",
-    "run_ltv_experiment",
     "spearman",
     "summed_embedding",
     "torch_threads",

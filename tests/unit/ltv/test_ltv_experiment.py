@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from helpers import shared_path
 
+from accord.bench.ltv_experiment import run_ltv_experiment
 from accord.data import cdnow
 from accord.errors import InvalidInput
 from accord.scoring.ltv.baseline import fit_btyd_baseline, rfm_summary
 from accord.scoring.ltv.btyd_fit import gamma_gamma_fitter
-from accord.scoring.ltv.experiment import run_ltv_experiment
 from accord.scoring.ltv.fallback import (
     MIN_SCALE_CUSTOMERS,
     OWN_ESTIMATE_EXPONENT,
