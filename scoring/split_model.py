@@ -54,6 +54,7 @@ goes through :func:`accord.crypto.masking.mask_embedding` and ``aggregate``);
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import time
@@ -732,6 +733,14 @@ class FixedPointSum:
         return masking.decode_fixed_point(total)
 
 
+def simulation_keys(names: list[str], seed: int) -> dict[str, KeyAgreementKey]:
+    """Deterministic X25519 keys for an in-process run. Never for real nodes."""
+    return {
+        n: KeyAgreementKey(hashlib.sha256(f"accord-simulation:{seed}:{n}".encode()).digest())
+        for n in names
+    }
+
+
 class MaskedSum:
     """Each node masks its matrix (:func:`~accord.crypto.masking.mask_embedding`), the
     coordinator sums and decodes (:func:`~accord.crypto.masking.aggregate`).
@@ -1122,6 +1131,7 @@ __all__ = [
     "sample_sources",
     "scatter_rows",
     "score_split",
+    "simulation_keys",
     "train_centralized",
     "train_single_channel",
     "train_split",

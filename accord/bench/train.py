@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from flwr.app import Context
 
+from accord.bench.trust_experiment import run_trust_experiment
 from accord.coordinator.training import TrainingSet
 from accord.crypto.keys import KeyAgreementKey
 from accord.data.channel_file import ChannelTable
@@ -37,8 +38,7 @@ from accord.launch.simulation import partition_factory, train_in_simulation
 from accord.node.flower_client import ContextStateStore
 from accord.node.training import NodeRows, TrainingParticipant
 from accord.scoring.metrics import auc, expected_calibration_error
-from accord.scoring.split_model import SplitConfig
-from accord.scoring.trust import run_trust_experiment, simulation_keys
+from accord.scoring.split_model import SplitConfig, simulation_keys
 
 VALIDATION = 0.1
 

@@ -30,9 +30,9 @@ from accord.scoring.split_model import (
     SplitTraining,
     availability,
     score_split,
+    simulation_keys,
     train_split,
 )
-from accord.scoring.trust import simulation_keys
 from accord.scoring.ziln import ZilnParams
 
 LTV_SPLIT = SplitConfig(

@@ -22,9 +22,9 @@ from accord.scoring.split_model import (
     TopTrainer,
     availability,
     score_split,
+    simulation_keys,
     train_split,
 )
-from accord.scoring.trust import simulation_keys
 
 SHORT = replace(LTV_SPLIT, rounds=6, embedding_dim=8, bottom_hidden=(16,), top_hidden=(8,))
 

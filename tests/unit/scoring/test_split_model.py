@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from accord.bench.trust_experiment import TrustData, prepare_trust_data
 from accord.crypto.masking import FRACTIONAL_BITS
 from accord.data.uci import split_by_channel, synthesize
 from accord.errors import InvalidInput
@@ -32,9 +33,9 @@ from accord.scoring.split_model import (
     sample_sources,
     scatter_rows,
     score_split,
+    simulation_keys,
     train_split,
 )
-from accord.scoring.trust import TrustData, prepare_trust_data, simulation_keys
 
 SMALL = SplitConfig(
     embedding_dim=8,

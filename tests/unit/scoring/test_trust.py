@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from accord.bench.trust_experiment import prepare_trust_data, run_trust_experiment
 from accord.data.uci import (
     BILL,
     CHANNEL_COLUMNS,
@@ -21,7 +22,6 @@ from accord.data.uci import (
     synthesize,
 )
 from accord.scoring.split_model import SplitConfig, availability
-from accord.scoring.trust import prepare_trust_data, run_trust_experiment
 
 BENCH_KEYS = {
     "auc",

@@ -19,7 +19,6 @@ honest answer without a score.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +31,6 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
-from accord.crypto.keys import KeyAgreementKey
 from accord.data.uci import (
     CHANNELS,
     LABEL_CHANNEL,
@@ -59,6 +57,7 @@ from accord.scoring.split_model import (
     Party,
     SplitConfig,
     score_split,
+    simulation_keys,
     train_centralized,
     train_single_channel,
     train_split,
@@ -141,14 +140,6 @@ def prepare_trust_data(
         validation_rows=train_all[is_val],
         test_rows=np.flatnonzero(test).astype(np.int64),
     )
-
-
-def simulation_keys(names: list[str], seed: int) -> dict[str, KeyAgreementKey]:
-    """Deterministic X25519 keys for an in-process run. Never for real nodes."""
-    return {
-        n: KeyAgreementKey(hashlib.sha256(f"accord-simulation:{seed}:{n}".encode()).digest())
-        for n in names
-    }
 
 
 @dataclass(frozen=True)
@@ -326,5 +317,4 @@ __all__ = [
     "TrustReport",
     "prepare_trust_data",
     "run_trust_experiment",
-    "simulation_keys",
 ]
