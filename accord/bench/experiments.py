@@ -16,7 +16,9 @@ the same 10% conversion with a lognormal basket of mean 50, MDE +1.5 per custome
 grows to 65). The keys without a prefix are the conversion test's; ``mean_*`` the mean-value
 test's. ``srm_*``: the sample-ratio check on the real hash assignment of 20,000 references,
 honest and with 5% of the arm's customers moved to the control, and its flag rate over the A/A
-battery (expected ≈ its threshold, 0.001).
+battery (expected ≈ its threshold, 0.001). ``*naive_peeking_aa_fpr``: the same A/A runs read
+with a fixed-horizon two-sided z-test at every peek, the false positives the sequential test
+exists to prevent.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from datetime import timedelta
 
 import numpy as np
 from rich.progress import Progress
-from scipy.stats import beta
+from scipy.stats import beta, norm
 
 from accord.experiments.checks import SRM_THRESHOLD, sample_ratio
 from accord.experiments.declaration import (
@@ -94,12 +96,13 @@ def _battery(
     every: int,
     progress: Progress,
     label: str,
-) -> tuple[int, int, int]:
-    """Runs rejected (any sign), rejected with a positive effect, and SRM-flagged."""
+) -> tuple[int, int, int, int]:
+    """Runs rejected (any sign), rejected with a positive effect, SRM-flagged, and rejected by a
+    fixed-horizon z-test read at every peek (what peeking does to a classical test)."""
     experiment = scenario.experiment()
     tau2 = mixture_variance(scenario.mde)
     task = progress.add_task(label, total=runs)
-    rejected = positive = srm_flagged = 0
+    rejected = positive = srm_flagged = naive = 0
     for start in range(0, runs, CHUNK):
         size = min(CHUNK, runs - start)
         arm, converted, value = battery(rng, size, sample, experiment.weights, truths)
@@ -112,13 +115,16 @@ def _battery(
         any_hit = hit.any(axis=-1)
         first = hit.argmax(axis=-1)
         sign_at_first = effect[np.arange(size), first] > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.abs(effect) / np.sqrt(variance)
+        naive += int((np.nan_to_num(2 * norm.sf(z), nan=1.0) <= ALPHA).any(axis=-1).sum())
         rejected += int(any_hit.sum())
         positive += int((any_hit & sign_at_first).sum())
         for row in range(size):
             counts = [int(control.n[row, -1]), int(treated.n[row, -1])]
             srm_flagged += sample_ratio(counts, experiment.weights).mismatch
         progress.advance(task, size)
-    return rejected, positive, srm_flagged
+    return rejected, positive, srm_flagged, naive
 
 
 def _srm_on_hashes(seed: int) -> tuple[float, float]:
@@ -159,7 +165,7 @@ def run_experiments_bench(
             baseline_sd=CONTROL.value_sd,
         )
         name = "conversion" if scenario.kind is MetricKind.CONVERSION else "mean value"
-        aa, _, srm_flags = _battery(
+        aa, _, srm_flags, naive = _battery(
             rng,
             scenario,
             [CONTROL, CONTROL],
@@ -169,7 +175,7 @@ def run_experiments_bench(
             progress,
             f"A/A {name}",
         )
-        ab, ab_positive, _ = _battery(
+        ab, ab_positive, _, _ = _battery(
             rng,
             scenario,
             [CONTROL, scenario.treated],
@@ -187,6 +193,7 @@ def run_experiments_bench(
                 f"{prefix}fixed_horizon_sample": fixed,
                 f"{prefix}aa_false_positive_rate": aa / aa_runs,
                 f"{prefix}aa_fpr_upper95": round(clopper_pearson_upper(aa, aa_runs), 4),
+                f"{prefix}naive_peeking_aa_fpr": naive / aa_runs,
                 f"{prefix}power": ab_positive / ab_runs,
                 f"{prefix}power_any_sign": ab / ab_runs,
             }

@@ -9,10 +9,21 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.experiments.checks import ArmResult, Recommendation, SampleRatio
-from accord.experiments.declaration import MetricKind
+from accord.experiments.checks import (
+    ArmResult,
+    Recommendation,
+    SampleRatio,
+    recommend,
+    sample_ratio,
+)
+from accord.experiments.declaration import Experiment, MetricKind
 from accord.experiments.market import sums_at_peeks
-from accord.experiments.sequential import difference, running_interval, running_p
+from accord.experiments.sequential import (
+    difference,
+    mixture_variance,
+    running_interval,
+    running_p,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,53 @@ def peek_history(
     ]
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """Everything a report shows: per arm (customers, metric mean), each treated arm against the
+    control at the last peek and over time, the sample-ratio check and the recommendation."""
+
+    counts: list[tuple[str, int, float]]
+    results: list[ArmResult]
+    history: dict[str, list[Peek]]
+    srm: SampleRatio
+    recommendation: Recommendation
+
+
+def analyse(
+    experiment: Experiment,
+    arms: Sequence[str],
+    values: NDArray[np.float64],
+    every: int,
+    declared_sample: int,
+) -> Analysis:
+    """The experiment's customers in arrival order (their arm and metric value) read as a
+    marketer peeking every ``every`` arrivals would; each treated arm is tested against the first
+    (the control) at α divided by the number of treated arms, so the report's claims hold jointly.
+    """
+    names = [arm.name for arm in experiment.arms]
+    position = {name: i for i, name in enumerate(names)}
+    index = np.array([position[a] for a in arms], dtype=np.int8)
+    level = experiment.alpha / (len(names) - 1)
+    tau2 = mixture_variance(experiment.mde)
+    kind = experiment.metric.kind
+    counts = []
+    for i, name in enumerate(names):
+        mine = values[index == i]
+        counts.append((name, len(mine), float(mine.mean()) if len(mine) else float("nan")))
+    results, history = [], {}
+    for i, name in enumerate(names[1:], start=1):
+        peeks = (
+            peek_history(kind, index, values, i, every, tau2, level) if len(arms) >= every else []
+        )
+        history[name] = peeks
+        if peeks:
+            last = peeks[-1]
+            results.append(ArmResult(name, last.effect, last.low, last.high, last.p_value))
+    srm = sample_ratio([n for _, n, _ in counts], experiment.weights)
+    advice = recommend(results, srm, len(arms), declared_sample, experiment.alpha)
+    return Analysis(counts, results, history, srm, advice)
+
+
 def report_table(
     experiment_id: str,
     counts: Sequence[tuple[str, int, float]],
@@ -74,9 +132,15 @@ def report_table(
 
 
 def render_effect_png(
-    path: Path, title: str, peeks: Sequence[Peek], mde: float | None = None
+    path: Path,
+    title: str,
+    peeks: Sequence[Peek],
+    mde: float | None = None,
+    alpha: float | None = None,
 ) -> None:
-    """The effect and its always-valid interval over the customers seen, with zero (and the MDE)."""
+    """The effect and its always-valid interval over the customers seen, with zero (and the MDE,
+    and the first peek whose p-value reached α). The first peeks' intervals are very wide; the
+    vertical axis is fitted to the later nine tenths so the effect stays readable."""
     from matplotlib.figure import Figure  # matplotlib only when a chart is drawn
 
     x = [p.customers for p in peeks]
@@ -90,6 +154,16 @@ def render_effect_png(
     axes.axhline(0.0, color="black", linewidth=0.8)
     if mde is not None:
         axes.axhline(mde, color="grey", linestyle="--", linewidth=0.8, label="MDE")
+    if alpha is not None:
+        crossed = next((p.customers for p in peeks if p.p_value <= alpha), None)
+        if crossed is not None:
+            axes.axvline(crossed, color="green", linestyle=":", label=f"p ≤ {alpha:g}")
+    settled = finite[len(finite) // 10 :]
+    if settled:
+        low = min(min(f[1] for f in settled), 0.0, mde or 0.0)
+        high = max(max(f[2] for f in settled), 0.0, mde or 0.0)
+        pad = 0.1 * (high - low) or 1.0
+        axes.set_ylim(low - pad, high + pad)
     axes.set_xlabel("customers")
     axes.set_ylabel("effect vs control")
     axes.set_title(title)

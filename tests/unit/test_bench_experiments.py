@@ -25,6 +25,9 @@ def test_bench_experiments_prints_its_json_line() -> None:
         assert 0 <= result[f"{prefix}aa_false_positive_rate"] <= 1
         assert result[f"{prefix}aa_fpr_upper95"] >= result[f"{prefix}aa_false_positive_rate"]
         assert 0 <= result[f"{prefix}power"] <= result[f"{prefix}power_any_sign"] <= 1
+        # the always-valid boundary lies beyond the z-test's, so peeking the latter errs more
+        naive = result[f"{prefix}naive_peeking_aa_fpr"]
+        assert naive >= result[f"{prefix}aa_false_positive_rate"]
         # peeking costs sample: the always-valid size exceeds the fixed-horizon one
         assert result[f"{prefix}declared_sample"] > result[f"{prefix}fixed_horizon_sample"]
     assert result["srm_honest_p"] >= result["srm_threshold"] > result["srm_tampered_p"]

@@ -29,7 +29,7 @@ from accord.experiments.declaration import (
 )
 from accord.experiments.market import ArmTruth, Market, battery, metric_values, sums_at_peeks
 from accord.experiments.planning import fixed_horizon_per_arm, sequential_total
-from accord.experiments.report import peek_history, render_effect_png, report_table
+from accord.experiments.report import analyse, peek_history, render_effect_png, report_table
 from accord.experiments.sequential import difference, mixture_variance, running_p
 
 LAYER = Layer("checkout", b"layer-salt-checkout")
@@ -184,3 +184,34 @@ def test_recommendation_and_report(tmp_path: Path) -> None:
     render_effect_png(png, "trial-length: B vs A", peeks, mde=0.03)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 5_000
+
+
+def test_analysis_of_a_hash_assigned_three_arm_experiment(tmp_path: Path) -> None:
+    experiment = Experiment(
+        id="cta-copy",
+        touchpoint="checkout",
+        audience=Audience(),
+        arms=(Arm("A", "copy_a", 1.0), Arm("B", "copy_b", 1.0), Arm("C", "copy_c", 1.0)),
+        metric=PrimaryMetric("purchase", timedelta(days=7), MetricKind.CONVERSION, 0.10),
+        mde=0.03,
+        alpha=0.05,
+        layer=LAYER,
+        buckets=(0, 10_000),
+        salt=b"salt-cta-copy",
+    )
+    truths = {"A": CONTROL, "B": CONTROL, "C": ArmTruth(0.17, 50.0)}
+    observed = Market(3).run(experiment, truths, 12_000)
+    values = metric_values(MetricKind.CONVERSION, observed.converted, observed.value)
+    analysis = analyse(experiment, observed.arms, values, 100, sequential_total(experiment))
+    assert not analysis.srm.mismatch
+    assert analysis.recommendation.action is Action.SHIP
+    assert analysis.recommendation.arm == "C"
+    by_arm = {r.arm: r for r in analysis.results}
+    assert by_arm["C"].low > 0 and by_arm["B"].low < 0 < by_arm["B"].high
+    table = report_table(
+        "cta-copy", analysis.counts, analysis.results, analysis.srm, analysis.recommendation
+    )
+    assert table.count("\n") >= 7 and "ship C" in table
+    png = tmp_path / "cta.png"
+    render_effect_png(png, "cta-copy: C vs A", analysis.history["C"], mde=experiment.mde)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
