@@ -186,3 +186,20 @@ def soak(
     )
     with Progress(console=Console(stderr=True)) as progress:
         emit(run_soak(config, progress))
+
+
+@app.command("experiments")
+def experiments(
+    aa_runs: int = typer.Option(1000, "--aa-runs", help="Seeded A/A experiments per metric."),
+    ab_runs: int = typer.Option(1000, "--ab-runs", help="Seeded A/B experiments per metric."),
+    peek_every: int = typer.Option(100, "--peek-every", help="Arrivals between two peeks."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """The always-valid test on the seeded market: A/A false positives under continuous peeking,
+    power at the declared sample size with a true effect of the MDE, and the sample-ratio check."""
+    if aa_runs < 1 or ab_runs < 1 or peek_every < 1:
+        raise ConfigError("--aa-runs, --ab-runs and --peek-every must be positive")
+    from accord.bench.experiments import run_experiments_bench
+
+    with Progress(console=Console(stderr=True)) as progress:
+        emit(run_experiments_bench(aa_runs, ab_runs, peek_every, seed, progress))
