@@ -36,6 +36,9 @@ def score(
         help="The customer's wallet (accord wallet): its consent proofs go to each channel "
         "it holds a credential of.",
     ),
+    timeout: float = typer.Option(
+        10.0, "--timeout", min=0.1, help="Seconds to wait for each of the two calls."
+    ),
 ) -> None:
     """Ask for a customer's trust score (or lifetime value) and the action the policy picks."""
     if bool(ref) == bool(token):
@@ -52,6 +55,7 @@ def score(
             touchpoint,
             subject(ref, token),
             purpose,
+            timeout_s=timeout,
             prover=prover,
         )
     console = Console()

@@ -619,6 +619,8 @@ def test_scoring_at_two_touchpoints_a_revocation_and_an_audit(network: Hosts) ->
                 COORDINATOR,
                 "--pki",
                 str(marketer.folder / "pki"),
+                "--timeout",
+                "60",  # the hosts run at a lower priority than the rest of the suite beside them
             )
         )
     customer = _first_ref(pay.folder / "pay.csv")
